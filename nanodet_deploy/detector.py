@@ -1,0 +1,52 @@
+"""Detector = shared preprocessing + one runtime + shared decode/NMS. Every backend goes through here, so
+every backend gives the same boxes for the same raw output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .processing import IOU_THR, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, postprocess, preprocess
+from .runtimes import runtime_class
+
+
+class Detector:
+    """``Detector(checkpoint="nanodet-plus-m_416.pth")(image_bgr)`` -> Detections in image pixels.
+
+    ``model`` names a preset, ``config`` an official NanoDet training YAML; without either the preset is taken
+    from the checkpoint's zoo name or file name. ``input_size`` is (width, height).
+    """
+
+    def __init__(self, backend: str = "torch", checkpoint: str | Path | None = None, model: str | None = None,
+                 config: str | Path | None = None, input_size: tuple[int, int] | None = None,
+                 keep_ratio: bool | None = None, score_thr: float = SCORE_THR, iou_thr: float = IOU_THR,
+                 max_dets: int = MAX_DETS, threads: int | None = None, unsafe_load: bool = False):
+        from .model import load
+
+        runtime_cls = runtime_class(backend)  # fail on a missing backend before loading anything
+        loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
+                      unsafe=unsafe_load)
+        self.spec = loaded.spec
+        self.checkpoint_sha256 = loaded.sha256
+        self.class_names = list(loaded.spec.class_names)
+        self.processing = processing_config(loaded.spec, score_thr, iou_thr, max_dets)
+        self.runtime = runtime_cls(loaded.module, threads=threads)
+
+    def raw(self, tensor: np.ndarray) -> np.ndarray:
+        """Input tensor [B, 3, H, W] -> raw output [B, N, C + 4*(reg_max+1)] of the runtime."""
+        return self.runtime.run(tensor)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """One BGR image (H x W x 3 uint8; gray, BGRA and 16-bit are converted) -> its detections."""
+        tensor, matrix = preprocess(image, self.processing)
+        raw = self.runtime.run(tensor)[0]
+        return postprocess(raw, matrix, (image.shape[1], image.shape[0]), self.processing)
+
+
+def processing_config(spec, score_thr: float = SCORE_THR, iou_thr: float = IOU_THR,
+                      max_dets: int = MAX_DETS) -> ProcessingConfig:
+    return ProcessingConfig(input_size=tuple(spec.input_size), num_classes=spec.num_classes,
+                            strides=spec.strides, reg_max=spec.reg_max, mean=tuple(spec.mean),
+                            std=tuple(spec.std), keep_ratio=spec.keep_ratio, score_thr=score_thr,
+                            iou_thr=iou_thr, max_dets=max_dets)

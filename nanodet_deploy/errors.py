@@ -1,0 +1,39 @@
+"""Errors a user can cause. Library code raises these; only cli.py turns them into one line + exit code."""
+
+
+class NanodetDeployError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with: 2 for bad usage/input, 1 for failures."""
+
+    exit_code = 1
+
+
+class UsageError(NanodetDeployError):
+    """Options that do not fit together, or a value out of range."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A model name or NanoDet YAML config we cannot build."""
+
+
+class CheckpointError(UsageError):
+    """A checkpoint file that is unreadable or does not match the model."""
+
+
+class ImageError(NanodetDeployError):
+    """An image that cannot be read or decoded."""
+
+
+class DownloadError(NanodetDeployError):
+    """A zoo checkpoint that could not be fetched (offline, bad checksum)."""
+
+
+class MissingBackendError(UsageError):
+    """A backend whose Python package is not installed."""
+
+    def __init__(self, backend: str, module: str, extra: str):
+        super().__init__(
+            f"backend '{backend}' needs the Python package '{module}', which is not installed: "
+            f"pip install 'nanodet-deploy[{extra}]'"
+        )

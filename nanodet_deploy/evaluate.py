@@ -1,0 +1,78 @@
+"""COCO bbox mAP with pycocotools, the way NanoDet's CocoDetectionEvaluator computes it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import UsageError
+from .processing import Detections
+
+# COCOeval.stats order
+METRIC_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
+
+
+@dataclass
+class CocoSet:
+    """An annotation file and its image folder: (image id, path) pairs and class index -> category id."""
+
+    ann_file: Path
+    images: list[tuple[int, Path]]
+    category_ids: list[int]  # class index i <-> i-th category id ascending (NanoDet's CocoDataset.cat_ids)
+
+    @classmethod
+    def load(cls, images_dir: str | Path, ann_file: str | Path) -> "CocoSet":
+        ann_file, images_dir = Path(ann_file), Path(images_dir)
+        try:
+            data = json.loads(ann_file.read_text())
+            entries = [(int(im["id"]), images_dir / im["file_name"]) for im in data["images"]]
+            category_ids = sorted(int(c["id"]) for c in data["categories"])
+        except OSError as e:
+            raise UsageError(f"{ann_file}: cannot read ({e.strerror})") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"{ann_file}: not a COCO instances file ({type(e).__name__}: {e})") from None
+        missing = [str(p) for _, p in entries if not p.is_file()]
+        if missing:
+            raise UsageError(f"{images_dir}: {len(missing)} images of {ann_file.name} are missing "
+                             f"(first: {missing[0]})")
+        return cls(ann_file, entries, category_ids)
+
+
+def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], num_classes: int) -> dict:
+    """mAP@[.5:.95], mAP50, mAP75 and by size, over every image of the set."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(coco_set.category_ids) != num_classes:
+        raise UsageError(f"{coco_set.ann_file}: {len(coco_set.category_ids)} categories, the model has "
+                         f"{num_classes} classes")
+    results = [{"image_id": image_id, "category_id": coco_set.category_ids[int(label)],
+                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)}
+               for image_id, dets in detections
+               for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels)]
+    if not results:
+        return {name: 0.0 for name in METRIC_NAMES}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO(str(coco_set.ann_file))
+        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluator.params.imgIds = [image_id for image_id, _ in coco_set.images]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+
+
+def evaluate(detect: Callable, coco_set: CocoSet, num_classes: int, progress=None) -> dict:
+    """Run ``detect(image_bgr) -> Detections`` over the set and score it."""
+    from .images import read_image
+
+    results = []
+    for image_id, path in coco_set.images:
+        results.append((image_id, detect(read_image(path))))
+        if progress:
+            progress()
+    return coco_map(coco_set, results, num_classes)
