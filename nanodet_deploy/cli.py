@@ -185,13 +185,15 @@ def models():
     """List the built-in presets and their official checkpoints."""
     from .model.zoo import PRESETS, ZOO, cache_dir
 
-    table = Table(title=f"presets (zoo cache: {cache_dir()})")
-    for column in ("name", "input W×H", "classes", "backbone", "checkpoint URL"):
-        table.add_column(column)
+    table = Table(title="presets")
+    for column in ("name", "input W×H", "classes", "backbone"):
+        table.add_column(column, no_wrap=True)
     for name, spec in PRESETS.items():
         table.add_row(name, "×".join(map(str, spec.input_size)), str(spec.num_classes),
-                      f"ShuffleNetV2 {spec.backbone['model_size']}", ZOO[name].url)
+                      f"ShuffleNetV2 {spec.backbone['model_size']}")
     console.print(table)
+    console.print(f"--checkpoint NAME downloads {ZOO[name].url.replace(name, 'NAME')} once into {cache_dir()} "
+                  "(NANODET_DEPLOY_CACHE overrides)", soft_wrap=True)
 
 
 def main():

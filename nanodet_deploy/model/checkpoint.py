@@ -9,6 +9,7 @@ Training-only ``aux_fpn.*`` / ``aux_head.*`` keys are dropped; every other key m
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -30,11 +31,12 @@ def read_checkpoint(path: str | Path, unsafe: bool = False) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as e:
-        if not unsafe and "weights_only" in str(e):
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        if found:  # a pickled Python object (class, function) that weights_only refuses to import
             raise CheckpointError(
-                f"{path}: refused to load: the file holds Python objects beyond tensors, and unpickling them "
-                f"can run code; if you trust the file, pass --unsafe-load") from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(e)})") from None
+                f"{path}: refused to load: the file holds the Python object '{found.group(1)}', and unpickling "
+                f"it can run code; if you trust the file, pass --unsafe-load") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = "file is truncated" if isinstance(e, EOFError) or "central directory" in str(e) \
             else _first_line(e)

@@ -1,0 +1,35 @@
+"""Shared paths and helpers. The real data lives in ../shared (read-only, never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NANODET_SHARED", ROOT.parent / "shared")).resolve()
+WEIGHTS = SHARED / "weights"
+VAL_IMAGES = SHARED / "coco" / "val-dev" / "images"
+VAL_ANN = SHARED / "coco" / "val-dev" / "instances.json"
+CALIB_IMAGES = SHARED / "coco" / "calib-train" / "images"
+OFFICIAL = SHARED / "reference" / "official-detections"
+
+if not WEIGHTS.is_dir():  # CI has ../shared beside the clone
+    raise pytest.UsageError(f"shared test data not found at {SHARED} (set NANODET_SHARED)")
+
+
+def weights(size: int) -> Path:
+    return WEIGHTS / f"nanodet-plus-m_{size}.pth"
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run the real command line (``python -m nanodet_deploy`` is the ``nanodet-deploy`` entry point)."""
+    return subprocess.run([sys.executable, "-m", "nanodet_deploy", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=900)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
