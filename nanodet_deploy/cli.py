@@ -76,9 +76,20 @@ UnsafeLoad = Annotated[bool, typer.Option(
                           "only for files you trust.")]
 
 
-def _detector(backend, checkpoint, model, config, input_size, keep_ratio, threads, score_thr, unsafe_load):
+ExportDir = Annotated[Optional[Path], typer.Option(
+    "--export", "-e", help="Export folder (from `nanodet-deploy export`): runs its artifact with its own "
+                           "backend; needs no other model option.")]
+
+
+def _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads, score_thr,
+              unsafe_load):
     from .detector import Detector
 
+    if export is not None:
+        if checkpoint or model or config or input_size or keep_ratio is not None:
+            raise typer.BadParameter("--export describes the model itself: drop --checkpoint/--model/"
+                                     "--config/--input-size/--keep-ratio")
+        return Detector.from_export(export, threads=threads, score_thr=score_thr)
     return Detector(backend=backend, checkpoint=checkpoint, model=model, config=config,
                     input_size=_parse_size(input_size), keep_ratio=keep_ratio, threads=threads,
                     score_thr=score_thr, unsafe_load=unsafe_load)
@@ -93,7 +104,7 @@ def _progress() -> Progress:
 @_one_line_errors
 def infer(
     images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
-    checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
+    export: ExportDir = None, checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
     input_size: InputSize = None, keep_ratio: KeepRatio = None, backend: Backend = "torch",
     threads: Threads = None, score_thr: ScoreThr = 0.05, unsafe_load: UnsafeLoad = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write detections as JSON here.")] = None,
@@ -108,8 +119,8 @@ def infer(
     from .images import collect_images, draw_detections, read_image
 
     paths = collect_images(images)
-    detector = _detector(backend, checkpoint, model, config, input_size, keep_ratio, threads, score_thr,
-                         unsafe_load)
+    detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
+                         score_thr, unsafe_load)
     entries, failed, started = [], 0, time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("detecting", total=len(paths))
@@ -131,7 +142,8 @@ def infer(
     elapsed = time.perf_counter() - started
     if json_out:
         write_text_atomic(json_out, json.dumps(entries))
-    table = Table(title=f"{detector.spec.name} · {backend} · {len(entries)} images")
+    runtime = detector.runtime
+    table = Table(title=f"{detector.name} · {runtime.backend} {runtime.precision} · {len(entries)} images")
     for column in ("image", "detections", "≥ 0.3", "best"):
         table.add_column(column)
     for entry in entries[:20]:
@@ -153,7 +165,7 @@ def infer(
 def eval_command(
     images: Annotated[Path, typer.Option("--images", help="Folder of the annotated images.")],
     ann: Annotated[Path, typer.Option("--ann", help="COCO instances JSON.")],
-    checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
+    export: ExportDir = None, checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
     input_size: InputSize = None, keep_ratio: KeepRatio = None, backend: Backend = "torch",
     threads: Threads = None, score_thr: ScoreThr = 0.05, unsafe_load: UnsafeLoad = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
@@ -163,21 +175,185 @@ def eval_command(
     from .files import write_text_atomic
 
     coco_set = CocoSet.load(images, ann)
-    detector = _detector(backend, checkpoint, model, config, input_size, keep_ratio, threads, score_thr,
-                         unsafe_load)
+    detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
+                         score_thr, unsafe_load)
     with _progress() as bar:
         task = bar.add_task("evaluating", total=len(coco_set.images))
-        metrics = evaluate(detector, coco_set, detector.spec.num_classes, progress=lambda: bar.advance(task))
-    table = Table(title=f"{detector.spec.name} · {backend} · {len(coco_set.images)} images of {ann.name}")
+        metrics = evaluate(detector, coco_set, len(detector.class_names), progress=lambda: bar.advance(task))
+    runtime = detector.runtime
+    table = Table(title=f"{detector.name} · {runtime.backend} {runtime.precision} · "
+                        f"{len(coco_set.images)} images of {ann.name}")
     for name in metrics:
         table.add_column(name)
     table.add_row(*(f"{v:.4f}" for v in metrics.values()))
     console.print(table)
     if json_out:
         write_text_atomic(json_out, json.dumps({
-            "model": detector.spec.name, "backend": backend, "images": str(images), "ann": str(ann),
+            "model": detector.name, "backend": detector.runtime.backend,
+            "precision": detector.runtime.precision, "images": str(images), "ann": str(ann),
             "num_images": len(coco_set.images), "checkpoint_sha256": detector.checkpoint_sha256, **metrics},
             indent=1))
+
+
+def _progress_factory(bar: Progress):
+    """``progress(description, total)`` -> advance callable, as the library's long steps expect."""
+    def start(description: str, total: int):
+        task = bar.add_task(description, total=total)
+        return lambda: bar.advance(task)
+    return start
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and (abs(value) < 1e-3 and value != 0):
+        return f"{value:.1e}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _parity_table(reports) -> Table:
+    """One column per artifact, one row per measurement (fits a terminal for any number of artifacts)."""
+    table = Table(title="parity against PyTorch (same input tensors)")
+    table.add_column("")
+    for r in reports:
+        table.add_column(Path(r.artifact).name)
+
+    def verdict(r):
+        failed = [c["metric"] for c in r.checks if c["passed"] is False]
+        unchecked = [c["metric"] for c in r.checks if c["passed"] is None]
+        if failed:
+            return "[red]REJECTED: " + ", ".join(failed) + "[/red]"
+        return "[green]pass[/green]" + (f" ({', '.join(unchecked)} unchecked)" if unchecked else "")
+
+    rows = [
+        ("backend", lambda r: r.backend),
+        ("precision (ran)", lambda r: f"{r.precision} ({r.runtime_precision})"),
+        ("inputs", lambda r: f"{r.images} {r.inputs}"),
+        ("scores max-abs / cos", lambda r: f"{_fmt(r.score_max_abs)} / {_fmt(r.score_cosine, 6)}"),
+        ("distances max-abs / cos", lambda r: f"{_fmt(r.distance_max_abs)} / {_fmt(r.distance_cosine, 6)}"),
+        ("agreement (≥0.3, IoU≥0.9)", lambda r: "-" if r.agreement is None else
+            f"{r.agreement:.4f} of {r.reference_detections}"),
+        ("mAP reference → artifact", lambda r: "-" if r.map_artifact is None else
+            f"{r.map_reference:.4f} → {r.map_artifact:.4f} vs {r.map_against}"),
+        ("budgets", lambda r: ", ".join(f"{c['metric']} {c['budget']}" for c in r.checks)),
+        ("verdict", verdict),
+    ]
+    for name, cell in rows:
+        table.add_row(name, *(cell(r) for r in reports))
+    return table
+
+
+MaxScoreErr = Annotated[float, typer.Option("--max-score-err", help="FP32 budget: max-abs error of scores.")]
+MinAgreement = Annotated[float, typer.Option("--min-agreement", help="FP16 budget: detection agreement.")]
+MaxMapDrop = Annotated[float, typer.Option("--max-map-drop", help="INT8 budget: mAP drop (0.01 = 1 point).")]
+
+
+def _budgets(max_score_err, min_agreement, max_map_drop):
+    from .parity import Budgets
+
+    return Budgets(fp32_score_max_abs=max_score_err, fp16_agreement=min_agreement, int8_map_drop=max_map_drop)
+
+
+@app.command()
+@_one_line_errors
+def export(
+    to: Annotated[str, typer.Option("--to", help="Target format: onnx.")] = "onnx",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export folder (artifact + nanodet.json + "
+                                                           "parity.json).")] = Path("export"),
+    checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
+    input_size: InputSize = None, keep_ratio: KeepRatio = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 weights and compute (FP32 input/output).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Calibrated INT8 (needs --calib).")] = False,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Folder of calibration images.")] = None,
+    calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Use at most this many.")] = 100,
+    calib_method: Annotated[str, typer.Option(
+        "--calib-method", help="minmax (moving average of per-image ranges) | entropy | percentile.")] = "minmax",
+    keep_float: Annotated[Optional[str], typer.Option(
+        "--keep-float", help="INT8: parts kept in float, comma-separated from stem, head; 'none' for none. "
+                             "Default stem,head (chosen by measured mAP, see README).")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,
+    verify_images: Annotated[Optional[Path], typer.Option(
+        "--verify-images", help="Images for the parity gate; without them only tensor errors on synthetic "
+                                "inputs are checked.")] = None,
+    verify_ann: Annotated[Optional[Path], typer.Option(
+        "--verify-ann", help="COCO annotations of --verify-images: mAP against them.")] = None,
+    max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
+    threads: Threads = None, unsafe_load: UnsafeLoad = False,
+):
+    """Export a checkpoint (ONNX; FP32, FP16 or INT8), write nanodet.json, and gate it against PyTorch.
+
+    An artifact over budget is moved to OUT/rejected/ (with its parity.json) and the command exits 1; a
+    previous good export in OUT is left untouched."""
+    from .export import export as run_export
+
+    if fp16 and int8:
+        raise typer.BadParameter("--fp16 and --int8 exclude each other")
+    if verify_ann and not verify_images:
+        raise typer.BadParameter("--verify-ann needs --verify-images")
+    with _progress() as bar:
+        result = run_export(checkpoint, to=to, out=out, model=model, config=config,
+                            input_size=_parse_size(input_size), keep_ratio=keep_ratio,
+                            precision="fp16" if fp16 else "int8" if int8 else "fp32", calib=calib,
+                            calib_images=calib_images, calib_method=calib_method, opset=opset,
+                            keep_float=None if keep_float is None else
+                            [p for p in keep_float.split(",") if p and p != "none"],
+                            dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
+                            budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
+                            unsafe_load=unsafe_load, progress=_progress_factory(bar))
+    conversion = result.conversion
+    console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: opset {conversion['opset']}, "
+                  f"{conversion['nodes']} nodes"
+                  + ("" if conversion.get("simplified") else f" (onnxsim failed, kept the traced model: "
+                                                             f"{conversion.get('simplify_error')})")
+                  + (f", kept in float: {', '.join(conversion['keep_float'])} "
+                     f"({len(conversion['excluded_nodes'])} nodes)" if conversion.get("excluded_nodes") else ""),
+                  soft_wrap=True)
+    console.print(_parity_table([result.report]))
+    if result.report.inputs == "synthetic":
+        console.print("note: the gate compared tensors on synthetic inputs only; pass --verify-images (and "
+                      "--verify-ann) for detection agreement and mAP", soft_wrap=True)
+    if not result.accepted:
+        err_console.print(f"rejected: the artifact is over budget; moved to {result.directory}")
+        raise typer.Exit(1)
+    console.print(f"export: {result.directory}")
+
+
+@app.command()
+@_one_line_errors
+def verify(
+    directory: Annotated[Path, typer.Argument(help="An export folder, or a folder of export folders.")],
+    images: Annotated[Optional[Path], typer.Option("--images", help="Images to compare on.")] = None,
+    ann: Annotated[Optional[Path], typer.Option("--ann", help="COCO annotations of --images.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        "--checkpoint", "-c", help="The reference checkpoint; default: the one the export recorded "
+                                   "(its sha256 must match).")] = None,
+    max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
+    threads: Threads = None,
+):
+    """Run the parity gate on exports again. Writes parity.json; an artifact over budget is moved to
+    DIR/rejected/ and the command exits 1."""
+    from .export import PARITY_NAME, reject_in_place, verify_exports
+    from .parity import write_report
+
+    if ann and not images:
+        raise typer.BadParameter("--ann needs --images")
+    budgets = _budgets(max_score_err, min_agreement, max_map_drop)
+    with _progress() as bar:
+        results = verify_exports(directory, images=images, ann=ann, checkpoint=checkpoint, budgets=budgets,
+                                 threads=threads, progress=_progress_factory(bar))
+    console.print(_parity_table([r for _, r in results]))
+    rejected = []
+    for folder, report in results:
+        if report.passed:
+            write_report(folder / PARITY_NAME, [report], budgets)
+        else:
+            target = reject_in_place(folder)
+            write_report(target / PARITY_NAME, [report], budgets)
+            rejected.append(str(target))
+    if rejected:
+        err_console.print(f"rejected (over budget, moved): {', '.join(rejected)}")
+        raise typer.Exit(1)
 
 
 @app.command()

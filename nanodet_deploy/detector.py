@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .processing import IOU_THR, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, postprocess, preprocess
+from .errors import UsageError
 from .runtimes import runtime_class
 
 
@@ -15,7 +16,8 @@ class Detector:
     """``Detector(checkpoint="nanodet-plus-m_416.pth")(image_bgr)`` -> Detections in image pixels.
 
     ``model`` names a preset, ``config`` an official NanoDet training YAML; without either the preset is taken
-    from the checkpoint's zoo name or file name. ``input_size`` is (width, height).
+    from the checkpoint's zoo name or file name. ``input_size`` is (width, height). Exported artifacts (ONNX
+    Runtime, ...) load with ``Detector.from_export(DIR)``.
     """
 
     def __init__(self, backend: str = "torch", checkpoint: str | Path | None = None, model: str | None = None,
@@ -24,14 +26,38 @@ class Detector:
                  max_dets: int = MAX_DETS, threads: int | None = None, unsafe_load: bool = False):
         from .model import load
 
-        runtime_cls = runtime_class(backend)  # fail on a missing backend before loading anything
+        runtime_cls = runtime_class(backend)  # fail on an unknown or missing backend before loading anything
+        if backend != "torch":
+            raise UsageError(f"backend '{backend}' runs an exported model: export it (nanodet-deploy export) "
+                             f"and use Detector.from_export(DIR) / --export DIR")
         loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
                       unsafe=unsafe_load)
-        self.spec = loaded.spec
+        self.name = loaded.spec.name
         self.checkpoint_sha256 = loaded.sha256
         self.class_names = list(loaded.spec.class_names)
         self.processing = processing_config(loaded.spec, score_thr, iou_thr, max_dets)
         self.runtime = runtime_cls(loaded.module, threads=threads)
+
+    @classmethod
+    def from_export(cls, directory: str | Path, threads: int | None = None,
+                    score_thr: float | None = None) -> "Detector":
+        """A detector for an export folder: everything it needs is in its ``nanodet.json``."""
+        from dataclasses import replace
+
+        from .manifest import read_manifest
+
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        runtime_cls = runtime_class(manifest.backend)
+        detector = cls.__new__(cls)
+        detector.name = manifest.model
+        detector.checkpoint_sha256 = manifest.checkpoint_sha256
+        detector.class_names = list(manifest.class_names)
+        detector.processing = manifest.processing_config()
+        if score_thr is not None:
+            detector.processing = replace(detector.processing, score_thr=score_thr)
+        detector.runtime = runtime_cls.from_export(directory, manifest, threads=threads)
+        return detector
 
     def raw(self, tensor: np.ndarray) -> np.ndarray:
         """Input tensor [B, 3, H, W] -> raw output [B, N, C + 4*(reg_max+1)] of the runtime."""

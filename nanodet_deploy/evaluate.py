@@ -42,28 +42,57 @@ class CocoSet:
         return cls(ann_file, entries, category_ids)
 
 
-def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], num_classes: int) -> dict:
-    """mAP@[.5:.95], mAP50, mAP75 and by size, over every image of the set."""
-    from pycocotools.coco import COCO
+def _results(detections, category_ids) -> list[dict]:
+    return [{"image_id": image_id, "category_id": category_ids[int(label)],
+             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)}
+            for image_id, dets in detections
+            for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels)]
+
+
+def _cocoeval(gt, results: list[dict], image_ids) -> dict:
     from pycocotools.cocoeval import COCOeval
 
-    if len(coco_set.category_ids) != num_classes:
-        raise UsageError(f"{coco_set.ann_file}: {len(coco_set.category_ids)} categories, the model has "
-                         f"{num_classes} classes")
-    results = [{"image_id": image_id, "category_id": coco_set.category_ids[int(label)],
-                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(score)}
-               for image_id, dets in detections
-               for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels)]
     if not results:
         return {name: 0.0 for name in METRIC_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        gt = COCO(str(coco_set.ann_file))
         evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
-        evaluator.params.imgIds = [image_id for image_id, _ in coco_set.images]
+        evaluator.params.imgIds = list(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+
+
+def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], num_classes: int) -> dict:
+    """mAP@[.5:.95], mAP50, mAP75 and by size, over every image of the set."""
+    from pycocotools.coco import COCO
+
+    if len(coco_set.category_ids) != num_classes:
+        raise UsageError(f"{coco_set.ann_file}: {len(coco_set.category_ids)} categories, the model has "
+                         f"{num_classes} classes")
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_set.ann_file))
+    return _cocoeval(gt, _results(detections, coco_set.category_ids), [i for i, _ in coco_set.images])
+
+
+def map_against_detections(reference: list[Detections], candidate: list[Detections], num_classes: int,
+                           min_score: float) -> float:
+    """mAP of ``candidate`` taking ``reference`` detections >= min_score as ground truth (no annotations)."""
+    from pycocotools.coco import COCO
+
+    annotations = []
+    for image_id, dets in enumerate(reference):
+        for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
+            if score >= min_score:
+                w, h = float(x2 - x1), float(y2 - y1)
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
+                                    "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
+    gt = COCO()
+    gt.dataset = {"images": [{"id": i} for i in range(len(reference))], "annotations": annotations,
+                  "categories": [{"id": c} for c in range(num_classes)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return _cocoeval(gt, _results(enumerate(candidate), list(range(num_classes))), range(len(reference)))["map"]
 
 
 def evaluate(detect: Callable, coco_set: CocoSet, num_classes: int, progress=None) -> dict:

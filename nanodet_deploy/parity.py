@@ -1,8 +1,186 @@
-"""Comparing detections: does a candidate set reproduce a reference set?"""
+"""The parity gate: an artifact against the PyTorch reference on the same input tensors.
+
+Per artifact: max-abs and cosine error of the class-score slice and of the distance logits; detection
+agreement (share of PyTorch detections >= 0.3 matched by the artifact with the same label at IoU >= 0.9);
+mAP against annotations when given, else against PyTorch's detections >= 0.3. Budgets per precision decide.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
 import numpy as np
+
+from .processing import Detections, ProcessingConfig, postprocess, preprocess
+
+AGREEMENT_MIN_SCORE = 0.3
+AGREEMENT_MIN_IOU = 0.9
+SYNTHETIC_INPUTS = 8  # when no images are given: seeded noise images, tensor errors only
+
+
+@dataclass
+class Budgets:
+    """Default budgets of the parity gate (overridable on the command line)."""
+
+    fp32_score_max_abs: float = 1e-4
+    fp32_agreement: float = 1.0
+    fp16_agreement: float = 0.98
+    int8_map_drop: float = 0.010  # 1.0 mAP point
+
+    def checks(self, precision: str) -> dict[str, tuple[str, float]]:
+        """metric -> (comparison, budget) that applies to an artifact of ``precision``."""
+        return {"fp32": {"score_max_abs": ("<=", self.fp32_score_max_abs), "agreement": (">=", self.fp32_agreement)},
+                "fp16": {"agreement": (">=", self.fp16_agreement)},
+                "int8": {"map_drop": ("<=", self.int8_map_drop)}}.get(precision, {})
+
+
+@dataclass
+class ParityReport:
+    artifact: str
+    backend: str
+    precision: str            # of the artifact
+    runtime_precision: str    # what actually executed
+    inputs: str               # "images" or "synthetic"
+    images: int
+    score_max_abs: float = 0.0
+    score_cosine: float = 1.0
+    distance_max_abs: float = 0.0
+    distance_cosine: float = 1.0
+    agreement: float | None = None
+    reference_detections: int | None = None
+    map_against: str | None = None        # "annotations" or "pytorch"
+    map_reference: float | None = None
+    map_artifact: float | None = None
+    map_drop: float | None = None
+    checks: list[dict] = field(default_factory=list)
+    passed: bool = True
+
+    def apply(self, budgets: Budgets) -> "ParityReport":
+        self.checks = []
+        for metric, (op, budget) in budgets.checks(self.precision).items():
+            value = getattr(self, metric)
+            if metric == "map_drop" and self.map_against != "annotations":
+                value = None  # the budget is in mAP points against annotations; PyTorch-as-truth is not that
+            if value is None:
+                self.checks.append({"metric": metric, "budget": f"{op} {budget}", "value": None,
+                                    "passed": None, "note": "needs --images (and --ann for annotations)"})
+                continue
+            ok = value <= budget if op == "<=" else value >= budget
+            self.checks.append({"metric": metric, "budget": f"{op} {budget}", "value": value, "passed": ok})
+        self.passed = all(c["passed"] is not False for c in self.checks)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Cosine:
+    def __init__(self):
+        self.dot = self.aa = self.bb = 0.0
+
+    def add(self, a: np.ndarray, b: np.ndarray):
+        a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        self.dot += a @ b
+        self.aa += a @ a
+        self.bb += b @ b
+
+    @property
+    def value(self) -> float:
+        return float(self.dot / max(np.sqrt(self.aa * self.bb), 1e-30))
+
+
+def synthetic_images(count: int = SYNTHETIC_INPUTS, size=(480, 640)) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=None, progress=None,
+            detections: bool = True) -> ParityReport:
+    """Run ``images`` (BGR arrays, or paths) through both runtimes; tensor errors, and unless ``detections``
+    is False (synthetic inputs, where boxes mean nothing) agreement and mAP."""
+    from .evaluate import coco_map, map_against_detections
+    from .images import read_image
+
+    c = processing.num_classes
+    score_cos, dist_cos = _Cosine(), _Cosine()
+    score_err = dist_err = 0.0
+    ref_dets, art_dets = [], []
+    for image in images:
+        image = read_image(image) if not isinstance(image, np.ndarray) else image
+        tensor, matrix = preprocess(image, processing)
+        ref_raw, art_raw = reference.run(tensor)[0], artifact.run(tensor)[0]
+        score_err = max(score_err, float(np.abs(ref_raw[:, :c] - art_raw[:, :c]).max()))
+        dist_err = max(dist_err, float(np.abs(ref_raw[:, c:] - art_raw[:, c:]).max()))
+        score_cos.add(ref_raw[:, :c], art_raw[:, :c])
+        dist_cos.add(ref_raw[:, c:], art_raw[:, c:])
+        size = (image.shape[1], image.shape[0])
+        ref_dets.append(postprocess(ref_raw, matrix, size, processing))
+        art_dets.append(postprocess(art_raw, matrix, size, processing))
+        if progress:
+            progress()
+    report = ParityReport(artifact="", backend=getattr(artifact, "backend", "?"),
+                          precision=getattr(artifact, "precision", "?"),
+                          runtime_precision=getattr(artifact, "precision", "?"), inputs="images",
+                          images=len(ref_dets), score_max_abs=score_err, score_cosine=score_cos.value,
+                          distance_max_abs=dist_err, distance_cosine=dist_cos.value)
+    if not detections:
+        return report
+    matched = total = 0
+    for ref, art in zip(ref_dets, art_dets):
+        m, t = agreement_counts(ref, art)
+        matched, total = matched + m, total + t
+    report.reference_detections = total
+    report.agreement = matched / total if total else None
+    if coco_set is not None:
+        ids = [image_id for image_id, _ in coco_set.images]
+        report.map_against = "annotations"
+        report.map_reference = coco_map(coco_set, zip(ids, ref_dets), c)["map"]
+        report.map_artifact = coco_map(coco_set, zip(ids, art_dets), c)["map"]
+    elif total:
+        report.map_against = "pytorch"
+        report.map_reference, report.map_artifact = 1.0, map_against_detections(ref_dets, art_dets, c,
+                                                                                 AGREEMENT_MIN_SCORE)
+    if report.map_reference is not None:
+        report.map_drop = report.map_reference - report.map_artifact
+    return report
+
+
+def agreement_counts(reference: Detections, candidate: Detections, min_score: float = AGREEMENT_MIN_SCORE,
+                     min_iou: float = AGREEMENT_MIN_IOU) -> tuple[int, int]:
+    """(matched, total): reference detections >= min_score with a same-label candidate at IoU >= min_iou."""
+    keep = reference.scores >= min_score
+    missing = unmatched_mask(reference.boxes[keep], reference.scores[keep], reference.labels[keep],
+                             candidate.boxes, candidate.scores, candidate.labels, min_iou)
+    return int((~missing).sum()), int(keep.sum())
+
+
+def unmatched_mask(ref_boxes, ref_scores, ref_labels, boxes, scores, labels, min_iou: float,
+                   max_score_diff: float = float("inf")) -> np.ndarray:
+    """For each reference detection: True when no candidate has its label, IoU >= min_iou and
+    |score difference| <= max_score_diff."""
+    if len(ref_boxes) == 0:
+        return np.zeros(0, bool)
+    if len(boxes) == 0:
+        return np.ones(len(ref_boxes), bool)
+    ok = ((np.asarray(ref_labels)[:, None] == np.asarray(labels)[None, :])
+          & (box_iou(ref_boxes, boxes) >= min_iou)
+          & (np.abs(np.asarray(ref_scores, np.float64)[:, None] - np.asarray(scores, np.float64)) <= max_score_diff))
+    return ~ok.any(axis=1)
+
+
+def unmatched(reference: list[dict], candidate: list[dict], min_score: float, min_iou: float,
+              max_score_diff: float = float("inf")) -> list[dict]:
+    """Reference detections (JSON-contract dicts) >= min_score that no candidate reproduces."""
+    ref = [d for d in reference if d["score"] >= min_score]
+
+    def arrays(dets):
+        return (np.array([d["box"] for d in dets], np.float64).reshape(-1, 4),
+                np.array([d["score"] for d in dets]), np.array([d["label"] for d in dets]))
+
+    missing = unmatched_mask(*arrays(ref), *arrays(candidate), min_iou, max_score_diff)
+    return [d for d, m in zip(ref, missing) if m]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -16,19 +194,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b - inter, 1e-12)
 
 
-def unmatched(reference: list[dict], candidate: list[dict], min_score: float, min_iou: float,
-              max_score_diff: float = float("inf")) -> list[dict]:
-    """Reference detections (JSON-contract dicts) scoring >= min_score that have no candidate with the same
-    label, IoU >= min_iou and |score difference| <= max_score_diff."""
-    missing = []
-    cand_boxes = np.array([d["box"] for d in candidate], np.float64).reshape(-1, 4)
-    cand_labels = np.array([d["label"] for d in candidate])
-    cand_scores = np.array([d["score"] for d in candidate], np.float64)
-    for ref in reference:
-        if ref["score"] < min_score:
-            continue
-        ious = box_iou(np.array(ref["box"]), cand_boxes)[0] if len(candidate) else np.zeros(0)
-        ok = (cand_labels == ref["label"]) & (ious >= min_iou) & (np.abs(cand_scores - ref["score"]) <= max_score_diff)
-        if not ok.any():
-            missing.append(ref)
-    return missing
+def write_report(path: Path, reports: list[ParityReport], budgets: Budgets) -> None:
+    from .files import write_text_atomic
+
+    write_text_atomic(path, json.dumps({"budgets": asdict(budgets),
+                                        "artifacts": [r.to_dict() for r in reports]}, indent=1) + "\n")

@@ -59,7 +59,7 @@ def test_cached_checkpoint_is_used_without_network(cache, no_network):
     import cv2
     detector = Detector(checkpoint=NAME)
     dets = detector(cv2.imread(str(VAL_IMAGES / "000000000139.jpg")))
-    assert detector.spec.name == NAME and len(dets) > 0
+    assert detector.name == NAME and len(dets) > 0
 
 
 def test_offline_without_cache_says_which_file_to_put_where(cache, no_network):

@@ -7,6 +7,7 @@ model hold. Only inference-relevant parts of the YAML are read; training-only mo
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -68,6 +69,10 @@ class ModelSpec:
     @property
     def reg_max(self) -> int:
         return self.head.get("reg_max", 7)
+
+    def architecture(self) -> dict:
+        """The constructor arguments, JSON-ready (recorded in export manifests to rebuild the reference)."""
+        return json.loads(json.dumps({"backbone": self.backbone, "fpn": self.fpn, "head": self.head}))
 
     def with_input_size(self, width: int, height: int) -> "ModelSpec":
         return replace(self, input_size=(int(width), int(height)))

@@ -48,12 +48,13 @@ def resolve_spec(checkpoint: str | Path | None = None, model: str | None = None,
 
 def load(checkpoint: str | Path, model: str | None = None, config: str | Path | None = None,
          input_size: tuple[int, int] | None = None, keep_ratio: bool | None = None,
-         unsafe: bool = False) -> LoadedModel:
-    """Build the model and load ``checkpoint`` (a file, or a zoo name downloaded once into the cache)."""
+         unsafe: bool = False, spec: ModelSpec | None = None) -> LoadedModel:
+    """Build the model and load ``checkpoint`` (a file, or a zoo name downloaded once into the cache).
+    ``spec`` gives the architecture directly instead of ``model`` / ``config``."""
     if checkpoint is None:
         raise UsageError("a checkpoint is needed: pass --checkpoint FILE or a zoo name "
                          f"({', '.join(ZOO)})")
-    spec = resolve_spec(checkpoint, model, config, input_size, keep_ratio)
+    spec = spec or resolve_spec(checkpoint, model, config, input_size, keep_ratio)
     path = fetch_checkpoint(str(checkpoint)) if str(checkpoint) in ZOO and not Path(str(checkpoint)).exists() \
         else Path(checkpoint)
     module = build_model(spec)

@@ -11,6 +11,7 @@ from .base import Runtime
 # backend -> (module in this package, class, Python package it needs, pip extra that installs it)
 BACKENDS = {
     "torch": ("torch", "TorchRuntime", "torch", "torch"),
+    "onnxruntime": ("onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
 }
 
 

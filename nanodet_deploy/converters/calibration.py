@@ -1,0 +1,36 @@
+"""Calibration data for every INT8 path: images fed through the SAME preprocessing as inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import UsageError
+from ..images import IMAGE_SUFFIXES, read_image
+from ..processing import ProcessingConfig, preprocess
+
+DEFAULT_CALIB_IMAGES = 100
+
+
+def calibration_images(directory: str | Path, limit: int = DEFAULT_CALIB_IMAGES) -> list[Path]:
+    """Up to ``limit`` images of ``directory``, spread evenly over its sorted listing (deterministic)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: calibration folder does not exist")
+    paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise UsageError(f"{directory}: no calibration images (jpg/png/...) in it")
+    if limit and len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    return paths
+
+
+def calibration_tensors(paths: list[Path], processing: ProcessingConfig, progress=None) -> Iterator[np.ndarray]:
+    """[1, 3, H, W] float32 input tensors, one per image, exactly as the Detector would feed them."""
+    for path in paths:
+        tensor, _ = preprocess(read_image(path), processing)
+        if progress:
+            progress()
+        yield tensor
