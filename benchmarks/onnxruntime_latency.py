@@ -3,26 +3,21 @@
     python benchmarks/onnxruntime_latency.py [--size 416] [--threads 2] [--runs 200] [--work DIR]
 
 Exports the three precisions of the shared nanodet-plus-m weights (INT8 calibrated on calib-train) unless
-they are already in --work, then times ``runtime.run`` on real val-dev input tensors. The three models take
-turns image by image, so a noisy machine slows all of them alike; ratios are to FP32 of the same run.
+they are already in --work, then times ``runtime.run`` on real val-dev input tensors, the three models taking
+turns input by input; ratios are to FP32 of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
-import numpy as np
+from _exports import ensure_export, val_tensors
 
-from nanodet_deploy.converters.calibration import calibration_images, calibration_tensors
-from nanodet_deploy.export import export
+from nanodet_deploy.bench import artifact_size, format_table, interleaved_latency
 from nanodet_deploy.manifest import read_manifest
-from nanodet_deploy.runtimes.onnxruntime import OnnxRuntime
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from nanodet_deploy.runtimes import open_export
 
 
 def main():
@@ -30,44 +25,20 @@ def main():
     parser.add_argument("--size", type=int, default=416, choices=(320, 416))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--work", type=Path, default=Path("benchmarks/work"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    weights = SHARED / f"weights/nanodet-plus-m_{args.size}.pth"
-    runtimes = {}
-    for precision in ("fp32", "fp16", "int8"):
-        folder = args.work / f"onnx-m{args.size}-{precision}"
-        if not (folder / "nanodet.json").is_file():
-            export(weights, to="onnx", out=folder, precision=precision, threads=args.threads,
-                   calib=SHARED / "coco/calib-train/images" if precision == "int8" else None)
-        manifest = read_manifest(folder)
-        runtimes[precision] = (OnnxRuntime.from_export(folder, manifest, threads=args.threads),
-                               (folder / manifest.files["model"]).stat().st_size)
-    processing = read_manifest(args.work / f"onnx-m{args.size}-fp32").processing_config()
-    tensors = list(calibration_tensors(calibration_images(SHARED / "coco/val-dev/images", 20), processing))
-    times = {p: [] for p in runtimes}
-    for i in range(args.warmup + args.runs):
-        for precision, (runtime, _) in runtimes.items():
-            start = time.perf_counter()
-            runtime.run(tensors[i % len(tensors)])
-            if i >= args.warmup:
-                times[precision].append((time.perf_counter() - start) * 1e3)
-    base = np.median(times["fp32"])
-    report = {"cpu": platform.processor() or platform.machine(), "size": args.size, "threads": args.threads,
-              "runs": args.runs, "results": {}}
+    folders = {p: ensure_export(args.work, "onnx", args.size, p, args.threads) for p in ("fp32", "fp16", "int8")}
+    runtimes = {p: open_export(f, read_manifest(f), threads=args.threads) for p, f in folders.items()}
+    results = interleaved_latency(runtimes, val_tensors(folders["fp32"]), runs=args.runs, warmup=20)
+    rows = [{"precision": p, **r, "vs_fp32": r["median_ms"] / results["fp32"]["median_ms"],
+             "size_mb": artifact_size(folders[p], read_manifest(folders[p])) / 1e6} for p, r in results.items()]
     print(f"ONNX Runtime, {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved")
-    print(f"{'precision':<10}{'median ms':>10}{'p90 ms':>9}{'min ms':>9}{'vs fp32':>9}{'size MB':>9}")
-    for precision, values in times.items():
-        median = float(np.median(values))
-        size = runtimes[precision][1] / 1e6
-        report["results"][precision] = {"median_ms": median, "p90_ms": float(np.percentile(values, 90)),
-                                        "min_ms": float(np.min(values)), "ratio_to_fp32": median / base,
-                                        "size_mb": size}
-        print(f"{precision:<10}{median:>10.2f}{np.percentile(values, 90):>9.2f}{np.min(values):>9.2f}"
-              f"{median / base:>9.2f}{size:>9.2f}")
+    print(format_table(rows, [("precision", "precision", "s"), ("median_ms", "median ms", ".2f"),
+                              ("p90_ms", "p90 ms", ".2f"), ("min_ms", "min ms", ".2f"),
+                              ("vs_fp32", "vs fp32", ".2f"), ("size_mb", "size MB", ".2f")]))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -76,20 +76,24 @@ UnsafeLoad = Annotated[bool, typer.Option(
                           "only for files you trust.")]
 
 
+InferPrecision = Annotated[Optional[str], typer.Option(
+    "--infer-precision", help="OpenVINO: f32 (default, exact) or bf16 (faster on CPUs with AVX-512 BF16).")]
 ExportDir = Annotated[Optional[Path], typer.Option(
     "--export", "-e", help="Export folder (from `nanodet-deploy export`): runs its artifact with its own "
                            "backend; needs no other model option.")]
 
 
 def _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads, score_thr,
-              unsafe_load):
+              unsafe_load, infer_precision=None):
     from .detector import Detector
 
     if export is not None:
         if checkpoint or model or config or input_size or keep_ratio is not None:
             raise typer.BadParameter("--export describes the model itself: drop --checkpoint/--model/"
                                      "--config/--input-size/--keep-ratio")
-        return Detector.from_export(export, threads=threads, score_thr=score_thr)
+        return Detector.from_export(export, threads=threads, score_thr=score_thr, infer_precision=infer_precision)
+    if infer_precision:
+        raise typer.BadParameter("--infer-precision applies to --export folders of OpenVINO")
     return Detector(backend=backend, checkpoint=checkpoint, model=model, config=config,
                     input_size=_parse_size(input_size), keep_ratio=keep_ratio, threads=threads,
                     score_thr=score_thr, unsafe_load=unsafe_load)
@@ -107,6 +111,7 @@ def infer(
     export: ExportDir = None, checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
     input_size: InputSize = None, keep_ratio: KeepRatio = None, backend: Backend = "torch",
     threads: Threads = None, score_thr: ScoreThr = 0.05, unsafe_load: UnsafeLoad = False,
+    infer_precision: InferPrecision = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write detections as JSON here.")] = None,
     save_vis: Annotated[Optional[Path], typer.Option("--save-vis", help="Write images with boxes here.")] = None,
 ):
@@ -120,7 +125,7 @@ def infer(
 
     paths = collect_images(images)
     detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
-                         score_thr, unsafe_load)
+                         score_thr, unsafe_load, infer_precision)
     entries, failed, started = [], 0, time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("detecting", total=len(paths))
@@ -168,6 +173,7 @@ def eval_command(
     export: ExportDir = None, checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
     input_size: InputSize = None, keep_ratio: KeepRatio = None, backend: Backend = "torch",
     threads: Threads = None, score_thr: ScoreThr = 0.05, unsafe_load: UnsafeLoad = False,
+    infer_precision: InferPrecision = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
 ):
     """COCO bbox mAP on annotated images (class i <-> i-th category id in ascending order)."""
@@ -176,7 +182,7 @@ def eval_command(
 
     coco_set = CocoSet.load(images, ann)
     detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
-                         score_thr, unsafe_load)
+                         score_thr, unsafe_load, infer_precision)
     with _progress() as bar:
         task = bar.add_task("evaluating", total=len(coco_set.images))
         metrics = evaluate(detector, coco_set, len(detector.class_names), progress=lambda: bar.advance(task))
@@ -257,7 +263,7 @@ def _budgets(max_score_err, min_agreement, max_map_drop):
 @app.command()
 @_one_line_errors
 def export(
-    to: Annotated[str, typer.Option("--to", help="Target format: onnx.")] = "onnx",
+    to: Annotated[str, typer.Option("--to", help="Target: onnx (ONNX Runtime) or openvino.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder (artifact + nanodet.json + "
                                                            "parity.json).")] = Path("export"),
     checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
@@ -270,7 +276,7 @@ def export(
         "--calib-method", help="minmax (moving average of per-image ranges) | entropy | percentile.")] = "minmax",
     keep_float: Annotated[Optional[str], typer.Option(
         "--keep-float", help="INT8: parts kept in float, comma-separated from stem, head; 'none' for none. "
-                             "Default stem,head (chosen by measured mAP, see README).")] = None,
+                             "Default per target, chosen by measured mAP: onnx stem,head; openvino head.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,
     verify_images: Annotated[Optional[Path], typer.Option(
@@ -279,9 +285,10 @@ def export(
     verify_ann: Annotated[Optional[Path], typer.Option(
         "--verify-ann", help="COCO annotations of --verify-images: mAP against them.")] = None,
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
-    threads: Threads = None, unsafe_load: UnsafeLoad = False,
+    threads: Threads = None, infer_precision: InferPrecision = None, unsafe_load: UnsafeLoad = False,
 ):
-    """Export a checkpoint (ONNX; FP32, FP16 or INT8), write nanodet.json, and gate it against PyTorch.
+    """Export a checkpoint (ONNX Runtime or OpenVINO; FP32, FP16 or INT8), write nanodet.json, and gate it
+    against PyTorch.
 
     An artifact over budget is moved to OUT/rejected/ (with its parity.json) and the command exits 1; a
     previous good export in OUT is left untouched."""
@@ -300,10 +307,12 @@ def export(
                             [p for p in keep_float.split(",") if p and p != "none"],
                             dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
-                            unsafe_load=unsafe_load, progress=_progress_factory(bar))
+                            infer_precision=infer_precision, unsafe_load=unsafe_load,
+                            progress=_progress_factory(bar))
     conversion = result.conversion
     console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: opset {conversion['opset']}, "
                   f"{conversion['nodes']} nodes"
+                  + (f", execution {result.report.runtime_precision}" if to == "openvino" else "")
                   + ("" if conversion.get("simplified") else f" (onnxsim failed, kept the traced model: "
                                                              f"{conversion.get('simplify_error')})")
                   + (f", kept in float: {', '.join(conversion['keep_float'])} "
@@ -329,10 +338,11 @@ def verify(
         "--checkpoint", "-c", help="The reference checkpoint; default: the one the export recorded "
                                    "(its sha256 must match).")] = None,
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
-    threads: Threads = None,
+    threads: Threads = None, infer_precision: InferPrecision = None,
 ):
     """Run the parity gate on exports again. Writes parity.json; an artifact over budget is moved to
-    DIR/rejected/ and the command exits 1."""
+    DIR/rejected/ and the command exits 1 (with --infer-precision, a failure of that execution mode exits 1
+    and leaves the artifact in place)."""
     from .export import PARITY_NAME, reject_in_place, verify_exports
     from .parity import write_report
 
@@ -341,18 +351,24 @@ def verify(
     budgets = _budgets(max_score_err, min_agreement, max_map_drop)
     with _progress() as bar:
         results = verify_exports(directory, images=images, ann=ann, checkpoint=checkpoint, budgets=budgets,
-                                 threads=threads, progress=_progress_factory(bar))
+                                 threads=threads, progress=_progress_factory(bar), infer_precision=infer_precision)
     console.print(_parity_table([r for _, r in results]))
     rejected = []
     for folder, report in results:
-        if report.passed:
+        if report.passed or infer_precision:
+            # a failure under a chosen execution mode (--infer-precision) is not the artifact's: it stays
             write_report(folder / PARITY_NAME, [report], budgets)
         else:
             target = reject_in_place(folder)
             write_report(target / PARITY_NAME, [report], budgets)
             rejected.append(str(target))
+    failed = [str(folder) for folder, report in results if not report.passed]
     if rejected:
         err_console.print(f"rejected (over budget, moved): {', '.join(rejected)}")
+    elif failed:
+        err_console.print(f"over budget with --infer-precision {infer_precision} (artifacts left in place): "
+                          f"{', '.join(failed)}")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .processing import IOU_THR, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, postprocess, preprocess
 from .errors import UsageError
-from .runtimes import runtime_class
+from .runtimes import open_export, runtime_class
 
 
 class Detector:
@@ -39,16 +39,17 @@ class Detector:
         self.runtime = runtime_cls(loaded.module, threads=threads)
 
     @classmethod
-    def from_export(cls, directory: str | Path, threads: int | None = None,
-                    score_thr: float | None = None) -> "Detector":
-        """A detector for an export folder: everything it needs is in its ``nanodet.json``."""
+    def from_export(cls, directory: str | Path, threads: int | None = None, score_thr: float | None = None,
+                    infer_precision: str | None = None) -> "Detector":
+        """A detector for an export folder: everything it needs is in its ``nanodet.json``.
+        ``infer_precision`` ("f32" / "bf16") applies to OpenVINO exports."""
         from dataclasses import replace
 
         from .manifest import read_manifest
 
         directory = Path(directory)
         manifest = read_manifest(directory)
-        runtime_cls = runtime_class(manifest.backend)
+        runtime = open_export(directory, manifest, threads=threads, infer_precision=infer_precision)
         detector = cls.__new__(cls)
         detector.name = manifest.model
         detector.checkpoint_sha256 = manifest.checkpoint_sha256
@@ -56,7 +57,7 @@ class Detector:
         detector.processing = manifest.processing_config()
         if score_thr is not None:
             detector.processing = replace(detector.processing, score_thr=score_thr)
-        detector.runtime = runtime_cls.from_export(directory, manifest, threads=threads)
+        detector.runtime = runtime
         return detector
 
     def raw(self, tensor: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # target -> (converter module in nanodet_deploy.converters, runtime backend that runs its artifact)
 TARGETS = {
     "onnx": ("onnx", "onnxruntime"),
+    "openvino": ("openvino", "openvino"),
 }
 
 
@@ -45,10 +46,11 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
            calib_images: int = 100, calib_method: str = "minmax", keep_float=None, opset: int | None = None,
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
-           unsafe_load: bool = False, progress=None) -> ExportResult:
+           infer_precision: str | None = None, unsafe_load: bool = False, progress=None) -> ExportResult:
     """Export ``checkpoint`` to ``to`` in ``precision`` under ``out`` and gate it against PyTorch.
 
-    ``keep_float`` names the parts INT8 keeps in float (``("stem", "head")`` by default, ``()`` for none).
+    ``keep_float`` names the parts INT8 keeps in float (default per target, ``()`` for none).
+    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact.
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
     """
     from .converters.calibration import calibration_images
@@ -64,7 +66,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     if precision == "int8" and calib is None:
         raise UsageError("--int8 needs calibration images: --calib DIR")
     module_name, backend = TARGETS[to]
-    runtime_cls = runtime_class(backend)  # a missing backend package fails before any work
+    runtime_class(backend)  # a missing backend package fails before any work
     converter = importlib.import_module(f"{__package__}.converters.{module_name}")
     calib_paths = calibration_images(calib, calib_images) if precision == "int8" else []
     budgets = budgets or Budgets()
@@ -93,8 +95,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         write_manifest(staging, manifest)
         from .runtimes.torch import TorchRuntime
 
-        report = gate(staging, TorchRuntime(loaded.module, threads=threads), runtime_cls, manifest,
-                      verify_images, verify_ann, budgets, threads, progress)
+        report = gate(staging, TorchRuntime(loaded.module, threads=threads), manifest, verify_images,
+                      verify_ann, budgets, threads, progress, infer_precision=infer_precision)
         write_report(staging / PARITY_NAME, [report], budgets)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
         report.artifact = str(directory)
@@ -104,8 +106,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def gate(directory: Path, reference, runtime_cls, manifest: Manifest, images=None, ann=None,
-         budgets: Budgets | None = None, threads: int | None = None, progress=None) -> ParityReport:
+def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, budgets: Budgets | None = None,
+         threads: int | None = None, progress=None, **runtime_options) -> ParityReport:
     """The parity gate for one export folder: same input tensors through ``reference`` and the artifact."""
     from .evaluate import CocoSet
     from .images import collect_images
@@ -117,7 +119,9 @@ def gate(directory: Path, reference, runtime_cls, manifest: Manifest, images=Non
         inputs = collect_images([images])
     else:
         inputs = synthetic_images()
-    artifact = runtime_cls.from_export(directory, manifest, threads=threads)
+    from .runtimes import open_export
+
+    artifact = open_export(directory, manifest, threads=threads, **runtime_options)
     advance = progress(f"parity {manifest.backend} {manifest.precision}", len(inputs)) if progress else None
     report = compare(reference, artifact, manifest.processing_config(), inputs, coco_set=coco_set,
                      progress=advance, detections=images is not None)
@@ -160,10 +164,9 @@ def reject_in_place(directory: Path) -> Path:
 
 
 def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None, budgets: Budgets | None = None,
-                   threads: int | None = None, progress=None) -> list[tuple[Path, ParityReport]]:
+                   threads: int | None = None, progress=None, **runtime_options) -> list[tuple[Path, ParityReport]]:
     """The parity gate on an export folder, or on every export folder directly inside ``directory``."""
     from .model import load
-    from .runtimes import runtime_class
     from .runtimes.torch import TorchRuntime
 
     directory = Path(directory)
@@ -185,8 +188,8 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
         if loaded.sha256 != manifest.checkpoint_sha256:
             raise UsageError(f"{folder}: checkpoint {source} is not the one this export was made from "
                               f"(sha256 {loaded.sha256[:12]}… vs {manifest.checkpoint_sha256[:12]}…)")
-        report = gate(folder, TorchRuntime(loaded.module, threads=threads), runtime_class(manifest.backend),
-                      manifest, images, ann, budgets, threads, progress)
+        report = gate(folder, TorchRuntime(loaded.module, threads=threads), manifest, images, ann, budgets,
+                      threads, progress, **runtime_options)
         results.append((folder, report))
     return results
 

@@ -57,9 +57,16 @@ class ParityReport:
     checks: list[dict] = field(default_factory=list)
     passed: bool = True
 
+    @property
+    def budget_precision(self) -> str:
+        """Which precision's budgets apply: an FP32 artifact executed in bf16 is held to the FP16 ones."""
+        if self.precision == "fp32" and self.runtime_precision in ("bf16", "fp16"):
+            return "fp16"
+        return self.precision
+
     def apply(self, budgets: Budgets) -> "ParityReport":
         self.checks = []
-        for metric, (op, budget) in budgets.checks(self.precision).items():
+        for metric, (op, budget) in budgets.checks(self.budget_precision).items():
             value = getattr(self, metric)
             if metric == "map_drop" and self.map_against != "annotations":
                 value = None  # the budget is in mAP points against annotations; PyTorch-as-truth is not that

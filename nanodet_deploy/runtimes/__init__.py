@@ -12,6 +12,7 @@ from .base import Runtime
 BACKENDS = {
     "torch": ("torch", "TorchRuntime", "torch", "torch"),
     "onnxruntime": ("onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
+    "openvino": ("openvino", "OpenVinoRuntime", "openvino", "openvino"),
 }
 
 
@@ -26,4 +27,18 @@ def runtime_class(backend: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-__all__ = ["BACKENDS", "Runtime", "runtime_class"]
+# Options a backend's runtime takes beyond threads (everything else is in the manifest).
+RUNTIME_OPTIONS = {"openvino": {"infer_precision"}}
+
+
+def open_export(directory, manifest, threads: int | None = None, **options):
+    """The runtime for an export folder whose manifest is read; ``options`` with None values are unset."""
+    options = {k: v for k, v in options.items() if v is not None}
+    unsupported = set(options) - RUNTIME_OPTIONS.get(manifest.backend, set())
+    if unsupported:
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(unsupported))
+        raise UsageError(f"{flags} does not apply to {manifest.backend} exports")
+    return runtime_class(manifest.backend).from_export(directory, manifest, threads=threads, **options)
+
+
+__all__ = ["BACKENDS", "Runtime", "open_export", "runtime_class"]
