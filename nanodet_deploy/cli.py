@@ -263,17 +263,20 @@ def _budgets(max_score_err, min_agreement, max_map_drop):
 @app.command()
 @_one_line_errors
 def export(
-    to: Annotated[str, typer.Option("--to", help="Target: onnx (ONNX Runtime) or openvino.")] = "onnx",
+    to: Annotated[str, typer.Option("--to", help="Target: onnx (ONNX Runtime), openvino or mnn.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder (artifact + nanodet.json + "
                                                            "parity.json).")] = Path("export"),
     checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
     input_size: InputSize = None, keep_ratio: KeepRatio = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 weights and compute (FP32 input/output).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Calibrated INT8 (needs --calib).")] = False,
+    weight_int8: Annotated[bool, typer.Option(
+        "--weight-int8", help="MNN: INT8 weights only (smaller file; activations stay float, not an INT8 model).")] = False,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Folder of calibration images.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Use at most this many.")] = 100,
     calib_method: Annotated[str, typer.Option(
-        "--calib-method", help="minmax (moving average of per-image ranges) | entropy | percentile.")] = "minmax",
+        "--calib-method", help="onnx: minmax (moving average of per-image ranges) | entropy | percentile; "
+                               "mnn: ema (= minmax) | kl | admm.")] = "minmax",
     keep_float: Annotated[Optional[str], typer.Option(
         "--keep-float", help="INT8: parts kept in float, comma-separated from stem, head; 'none' for none. "
                              "Default per target, chosen by measured mAP: onnx stem,head; openvino head.")] = None,
@@ -307,12 +310,14 @@ def export(
                             [p for p in keep_float.split(",") if p and p != "none"],
                             dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
-                            infer_precision=infer_precision, unsafe_load=unsafe_load,
+                            infer_precision=infer_precision, weight_int8=weight_int8, unsafe_load=unsafe_load,
                             progress=_progress_factory(bar))
     conversion = result.conversion
     console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: opset {conversion['opset']}, "
                   f"{conversion['nodes']} nodes"
                   + (f", execution {result.report.runtime_precision}" if to == "openvino" else "")
+                  + (", weight-only INT8: activations and arithmetic stay float — not an activation-INT8 model"
+                     if weight_int8 else "")
                   + ("" if conversion.get("simplified") else f" (onnxsim failed, kept the traced model: "
                                                              f"{conversion.get('simplify_error')})")
                   + (f", kept in float: {', '.join(conversion['keep_float'])} "

@@ -25,6 +25,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = {
     "onnx": ("onnx", "onnxruntime"),
     "openvino": ("openvino", "openvino"),
+    "mnn": ("mnn", "mnn"),
 }
 
 
@@ -46,11 +47,13 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
            calib_images: int = 100, calib_method: str = "minmax", keep_float=None, opset: int | None = None,
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
-           infer_precision: str | None = None, unsafe_load: bool = False, progress=None) -> ExportResult:
+           infer_precision: str | None = None, weight_int8: bool = False, unsafe_load: bool = False,
+           progress=None) -> ExportResult:
     """Export ``checkpoint`` to ``to`` in ``precision`` under ``out`` and gate it against PyTorch.
 
     ``keep_float`` names the parts INT8 keeps in float (default per target, ``()`` for none).
-    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact.
+    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``weight_int8`` (MNN)
+    stores INT8 weights only — activations stay float; its precision is recorded as "weight-int8".
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
     """
     from .converters.calibration import calibration_images
@@ -65,6 +68,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         raise UsageError(f"precision must be one of {PRECISIONS}, got '{precision}'")
     if precision == "int8" and calib is None:
         raise UsageError("--int8 needs calibration images: --calib DIR")
+    if weight_int8 and (to != "mnn" or precision != "fp32"):
+        raise UsageError("--weight-int8 is an MNN option and excludes --fp16 / --int8")
     module_name, backend = TARGETS[to]
     runtime_class(backend)  # a missing backend package fails before any work
     converter = importlib.import_module(f"{__package__}.converters.{module_name}")
@@ -80,7 +85,9 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         files, conversion, packages = converter.convert(
             loaded.module, processing, staging, precision=precision, opset=opset or DEFAULT_OPSET,
             dynamic_batch=dynamic_batch, calib_paths=calib_paths, calib_method=calib_method, progress=progress,
-            **({} if keep_float is None else {"keep_float": tuple(keep_float)}))
+            **({} if keep_float is None else {"keep_float": tuple(keep_float)}),
+            **({"weight_int8": True} if weight_int8 else {}))
+        precision = "weight-int8" if weight_int8 else precision
         spec = loaded.spec
         manifest = Manifest(
             model=spec.name, class_names=list(spec.class_names), input_width=spec.input_size[0],

@@ -33,7 +33,8 @@ class Budgets:
         """metric -> (comparison, budget) that applies to an artifact of ``precision``."""
         return {"fp32": {"score_max_abs": ("<=", self.fp32_score_max_abs), "agreement": (">=", self.fp32_agreement)},
                 "fp16": {"agreement": (">=", self.fp16_agreement)},
-                "int8": {"map_drop": ("<=", self.int8_map_drop)}}.get(precision, {})
+                "int8": {"map_drop": ("<=", self.int8_map_drop)},
+                "weight-int8": {"map_drop": ("<=", self.int8_map_drop)}}.get(precision, {})
 
 
 @dataclass

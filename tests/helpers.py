@@ -33,3 +33,15 @@ def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def export_cli(out, target: str, *args) -> subprocess.CompletedProcess:
+    """``nanodet-deploy export --to TARGET --out OUT ...``."""
+    return run_cli("export", "--to", target, "--out", out, *args)
+
+
+def parity_of(folder) -> dict:
+    """The (single) artifact report of ``folder/parity.json``."""
+    import json
+
+    return json.loads((folder / "parity.json").read_text())["artifacts"][0]

@@ -14,7 +14,8 @@ from nanodet_deploy.manifest import MANIFEST_NAME, ManifestError
 from nanodet_deploy.parity import unmatched
 from nanodet_deploy.runtimes import BACKENDS, runtime_class
 
-from .helpers import CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, error_lines, run_cli, weights
+from .helpers import (CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, error_lines, export_cli, parity_of, run_cli,
+                      weights)
 
 # Measured on val-dev (79 images), see the closing notes of the ONNX issue:
 #   FP32: score max-abs 3.2e-6 (416), agreement 703/703, mAP identical to PyTorch;
@@ -24,12 +25,9 @@ GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"
 
 def export(tmp_path_factory, name, *args):
     out = tmp_path_factory.mktemp("exports") / name
-    result = run_cli("export", "--to", "onnx", "--out", out, *args)
+    result = export_cli(out, "onnx", *args)
     return out, result
 
-
-def parity(folder):
-    return json.loads((folder / "parity.json").read_text())["artifacts"][0]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,7 @@ def test_fp32_export_is_self_describing(fp32_416):
 
 
 def test_fp32_parity_gate(fp32_416):
-    report = parity(fp32_416)
+    report = parity_of(fp32_416)
     assert report["passed"] and report["agreement"] == 1.0 and report["score_max_abs"] <= 1e-4
     assert report["map_against"] == "annotations" and abs(report["map_drop"]) < 1e-9
 
@@ -72,7 +70,7 @@ def test_reduced_precision_meets_budgets(tmp_path_factory, size, precision):
     extra = ["--fp16"] if precision == "fp16" else ["--int8", "--calib", CALIB_IMAGES]
     out, result = export(tmp_path_factory, f"m{size}-{precision}", "--checkpoint", weights(size), *extra, *GATE)
     assert result.returncode == 0, result.stdout + result.stderr
-    report = parity(out)
+    report = parity_of(out)
     assert report["passed"] and report["precision"] == precision
     if precision == "fp16":
         assert report["agreement"] >= 0.98
@@ -100,7 +98,7 @@ def test_non_square_416x320_end_to_end(tmp_path_factory, tmp_path):
     out, result = export(tmp_path_factory, "m416x320", "--checkpoint", weights(416), "--input-size", "416,320",
                          "--verify-images", VAL_IMAGES)
     assert result.returncode == 0, result.stdout + result.stderr
-    report = parity(out)
+    report = parity_of(out)
     assert report["passed"] and report["agreement"] == 1.0
     graph = onnx.load(str(out / "model.onnx")).graph
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
@@ -128,7 +126,7 @@ def test_an_artifact_over_budget_is_rejected_and_the_good_export_stays(fp32_416,
     _, bad = export(tmp_path_factory, "unused", "--checkpoint", weights(416), "--out", out, "--max-score-err", "0")
     assert bad.returncode == 1 and "rejected" in bad.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    assert parity(out / "rejected")["passed"] is False and (out / "rejected" / "model.onnx").is_file()
+    assert parity_of(out / "rejected")["passed"] is False and (out / "rejected" / "model.onnx").is_file()
 
 
 def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):

@@ -12,20 +12,17 @@ from nanodet_deploy.converters.openvino import embedded_manifest
 from nanodet_deploy.manifest import MANIFEST_NAME
 from nanodet_deploy.parity import unmatched
 
-from .helpers import CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, run_cli, weights
+from .helpers import CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, export_cli, parity_of, run_cli, weights
 
 GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"]
 
 
 def export(tmp_path_factory, name, *args):
     out = tmp_path_factory.mktemp("ov") / name
-    result = run_cli("export", "--to", "openvino", "--out", out, *args)
+    result = export_cli(out, "openvino", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
 
-
-def parity(folder):
-    return json.loads((folder / "parity.json").read_text())["artifacts"][0]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,7 @@ def cpu_has_bf16() -> bool:
 
 
 def test_fp32_ir_with_f32_execution_reproduces_official_detections(fp32_416, tmp_path):
-    report = parity(fp32_416)
+    report = parity_of(fp32_416)
     # measured: score max-abs 3e-7 against PyTorch, agreement 703/703, mAP 0.3703 = PyTorch
     assert report["passed"] and report["runtime_precision"] == "fp32" and report["agreement"] == 1.0
     manifest = json.loads((fp32_416 / MANIFEST_NAME).read_text())
@@ -66,7 +63,7 @@ def test_bf16_execution_is_held_to_the_reduced_precision_budget(fp32_416, tmp_pa
     folder = tmp_path / "copy"
     shutil.copytree(fp32_416, folder)
     result = run_cli("verify", folder, "--images", VAL_IMAGES, "--infer-precision", "bf16")
-    report = parity(folder)
+    report = parity_of(folder)
     assert report["runtime_precision"] == "bf16"
     assert [(c["metric"], c["budget"]) for c in report["checks"]] == [("agreement", ">= 0.98")]
     assert report["passed"] == (report["agreement"] >= 0.98)
@@ -78,7 +75,7 @@ def test_bf16_execution_is_held_to_the_reduced_precision_budget(fp32_416, tmp_pa
 def test_reduced_precision_meets_budgets(tmp_path_factory, size, precision):
     extra = ["--fp16"] if precision == "fp16" else ["--int8", "--calib", CALIB_IMAGES]
     out = export(tmp_path_factory, f"m{size}-{precision}", "--checkpoint", weights(size), *extra, *GATE)
-    report = parity(out)
+    report = parity_of(out)
     assert report["passed"] and report["precision"] == precision
     if precision == "fp16":
         assert report["agreement"] >= 0.98

@@ -4,6 +4,7 @@ naming the extra to install."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from ..errors import MissingBackendError, UsageError
 from .base import Runtime
@@ -13,6 +14,7 @@ BACKENDS = {
     "torch": ("torch", "TorchRuntime", "torch", "torch"),
     "onnxruntime": ("onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
     "openvino": ("openvino", "OpenVinoRuntime", "openvino", "openvino"),
+    "mnn": ("mnn", "MnnRuntime", "MNN", "mnn"),
 }
 
 
@@ -20,10 +22,8 @@ def runtime_class(backend: str):
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
     module, cls, package, extra = BACKENDS[backend]
-    try:
-        importlib.import_module(package)
-    except ImportError:
-        raise MissingBackendError(backend, package, extra) from None
+    if importlib.util.find_spec(package) is None:  # found, not imported: importing is the runtime's business
+        raise MissingBackendError(backend, package, extra)
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 

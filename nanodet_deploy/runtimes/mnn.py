@@ -1,0 +1,58 @@
+"""MNN through its Express module API (``MNN.nn.load_module_from_file``), the stable fast path of MNN's
+Python bindings; the module is created once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """MNN prints from C++ on import and when creating a runtime; keep the CLI's stdout clean."""
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+with _stdout_silenced():
+    import MNN  # noqa: F401
+    import MNN.expr as F
+    import MNN.nn as nn
+
+
+def load_module(path: str | Path, threads: int | None = None):
+    # precision "high": FP32 arithmetic (x86 has no FP16 arithmetic in MNN; "low" would allow it on ARM)
+    config = {"backend": "CPU", "precision": "high", "numThread": threads or 1}
+    with _stdout_silenced():  # "MNN use high precision"
+        runtime = nn.create_runtime_manager((config,))
+        return nn.load_module_from_file(str(path), ["data"], ["output"], runtime_manager=runtime)
+
+
+class MnnRuntime:
+    backend = "mnn"
+
+    def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None):
+        self.module = load_module(model_path, threads)
+        # FP16 and weight-only INT8 models store smaller weights and compute in FP32 on this CPU path
+        self.precision = {"fp16": "fp32", "weight-int8": "fp32 (int8 weights)"}.get(precision, precision)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "MnnRuntime":
+        return cls(directory / manifest.files["model"], precision=manifest.precision, threads=threads)
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        tensor = np.ascontiguousarray(tensor, np.float32)  # kept alive for the whole call
+        with self._lock:
+            output = self.module.forward([F.const(tensor, list(tensor.shape), F.NCHW)])[0]
+            return np.array(output.read())
