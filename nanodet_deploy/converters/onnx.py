@@ -13,8 +13,6 @@ import io
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import NanodetDeployError, UsageError
 
 DEFAULT_OPSET = 11
@@ -190,10 +188,6 @@ def embedded_manifest(path: Path) -> str | None:
 
     model = onnx.load(str(path), load_external_data=False)
     return next((p.value for p in model.metadata_props if p.key == MANIFEST_KEY), None)
-
-
-def max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.float64) - b).max())
 
 
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
