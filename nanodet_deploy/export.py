@@ -104,10 +104,9 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
 
         report = gate(staging, TorchRuntime(loaded.module, threads=threads), manifest, verify_images,
                       verify_ann, budgets, threads, progress, infer_precision=infer_precision)
+        report.artifact = str(out if report.passed else out / REJECTED_DIR)  # where it is about to go
         write_report(staging / PARITY_NAME, [report], budgets)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
-        report.artifact = str(directory)
-        write_report(directory / PARITY_NAME, [report], budgets)
         return ExportResult(directory, manifest, report, conversion)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -118,6 +117,7 @@ def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, 
     """The parity gate for one export folder: same input tensors through ``reference`` and the artifact."""
     from .evaluate import CocoSet
     from .images import collect_images
+    from .runtimes import open_export
 
     coco_set = CocoSet.load(images, ann) if ann else None
     if coco_set is not None:
@@ -126,13 +126,11 @@ def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, 
         inputs = collect_images([images])
     else:
         inputs = synthetic_images()
-    from .runtimes import open_export
-
     artifact = open_export(directory, manifest, threads=threads, **runtime_options)
     advance = progress(f"parity {manifest.backend} {manifest.precision}", len(inputs)) if progress else None
     report = compare(reference, artifact, manifest.processing_config(), inputs, coco_set=coco_set,
                      progress=advance, detections=images is not None)
-    report.artifact, report.precision = str(directory), manifest.precision
+    report.artifact, report.precision = str(directory), manifest.precision  # export() sets the final place
     report.inputs = "synthetic" if images is None else "images"
     return report.apply(budgets or Budgets())
 

@@ -27,6 +27,13 @@ def calibration_images(directory: str | Path, limit: int = DEFAULT_CALIB_IMAGES)
     return paths
 
 
+def check_keep_float(keep_float, known) -> None:
+    """Every INT8 converter's ``--keep-float`` parts must be ones it knows."""
+    unknown = set(keep_float) - set(known)
+    if unknown:
+        raise UsageError(f"unknown --keep-float parts {sorted(unknown)} (known: {', '.join(known)})")
+
+
 def calibration_tensors(paths: list[Path], processing: ProcessingConfig, progress=None) -> Iterator[np.ndarray]:
     """[1, 3, H, W] float32 input tensors, one per image, exactly as the Detector would feed them."""
     for path in paths:

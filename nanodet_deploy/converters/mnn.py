@@ -20,6 +20,7 @@ import cv2
 
 from ..errors import UsageError
 from . import onnx as onnx_converter
+from .calibration import check_keep_float
 from .onnx import ExportError
 
 TOOL_TIMEOUT_S = 1800
@@ -74,9 +75,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", opset:
 
 def _skip_names(onnx_model, keep_float) -> list[str]:
     """MNN op names (= the ONNX output names) of the convs in the parts kept in float."""
-    unknown = set(keep_float) - set(onnx_converter.FLOAT_PARTS)
-    if unknown:
-        raise UsageError(f"unknown --keep-float parts {sorted(unknown)} (known: {', '.join(onnx_converter.FLOAT_PARTS)})")
+    check_keep_float(keep_float, onnx_converter.FLOAT_PARTS)
     names = {name for part in keep_float for name in onnx_converter.FLOAT_PARTS[part](onnx_model)}
     return [n.output[0] for n in onnx_model.graph.node if n.name in names and n.op_type == "Conv"]
 

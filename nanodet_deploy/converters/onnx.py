@@ -13,7 +13,8 @@ import io
 import warnings
 from pathlib import Path
 
-from ..errors import NanodetDeployError, UsageError
+from ..errors import NanodetDeployError
+from .calibration import check_keep_float
 
 DEFAULT_OPSET = 11
 MANIFEST_KEY = "nanodet_deploy"
@@ -150,9 +151,7 @@ def quantize_int8(src: Path, dst: Path, tensors, method: str = "minmax",
         model = version_converter.convert_version(model, QDQ_MIN_OPSET)
         src = dst.with_name(dst.stem + f".opset{QDQ_MIN_OPSET}.onnx")
         onnx.save(model, str(src))
-    unknown = set(keep_float) - set(FLOAT_PARTS)
-    if unknown:
-        raise UsageError(f"unknown --keep-float parts {sorted(unknown)} (known: {', '.join(FLOAT_PARTS)})")
+    check_keep_float(keep_float, FLOAT_PARTS)
     excluded = [name for part in keep_float for name in FLOAT_PARTS[part](model)]
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]

@@ -12,7 +12,6 @@ import io
 import logging
 from pathlib import Path
 
-from ..errors import UsageError
 from . import onnx as onnx_converter
 
 RT_INFO_KEY = "nanodet_deploy"
@@ -51,11 +50,9 @@ def convert(module, processing, directory: Path, precision: str = "fp32", opset:
 def quantize_int8(model, processing, calib_paths, keep_float, progress):
     import nncf
 
-    from .calibration import calibration_tensors
+    from .calibration import calibration_tensors, check_keep_float
 
-    unknown = set(keep_float) - set(IGNORED_PATTERNS)
-    if unknown:
-        raise UsageError(f"unknown --keep-float parts {sorted(unknown)} (known: {', '.join(IGNORED_PATTERNS)})")
+    check_keep_float(keep_float, IGNORED_PATTERNS)
     advance = progress("calibrating", len(calib_paths)) if progress else None
     tensors = list(calibration_tensors(calib_paths, processing, advance))
     patterns = [p for part in keep_float for p in IGNORED_PATTERNS[part]]
