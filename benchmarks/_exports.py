@@ -28,6 +28,14 @@ def ensure_export(work: Path, target: str, size: int, precision: str, threads: i
     return folder
 
 
+def released_ncnn(name: str, precision: str, threads: int):
+    """(runtime, size in MB) of ``../shared/reference/ncnn-release/<name>.param/.bin``."""
+    from nanodet_deploy.runtimes.ncnn import NcnnRuntime
+
+    param, weights = SHARED / f"reference/ncnn-release/{name}.param", SHARED / f"reference/ncnn-release/{name}.bin"
+    return NcnnRuntime(param, weights, precision, threads), (param.stat().st_size + weights.stat().st_size) / 1e6
+
+
 def val_tensors(folder: Path, count: int = 20):
     """Real val-dev input tensors, preprocessed for the export in ``folder``."""
     processing = read_manifest(folder).processing_config()
@@ -43,14 +51,18 @@ def run_configs(configs, sizes, threads: int, runs: int, work: Path, baseline: s
     report = {}
     for size in sizes:
         runtimes, folders = {}, {}
+        sizes_mb = {}
         for name, target, precision, options in configs:
+            if target == "ncnn-release":  # a released ncnn model we did not make: options["model"] names it
+                runtimes[name], sizes_mb[name] = released_ncnn(options["model"].format(size=size), precision, threads)
+                continue
             folders[name] = ensure_export(work, target, size, precision, threads)
             runtimes[name] = open_export(folders[name], read_manifest(folders[name]), threads=threads, **options)
+            sizes_mb[name] = artifact_size(folders[name], read_manifest(folders[name])) / 1e6
         results = interleaved_latency(runtimes, val_tensors(folders[baseline]), runs=runs, warmup=20)
         base = results[baseline]["median_ms"]
         rows = [{"config": name, "ran": runtimes[name].precision, **r, "ratio": r["median_ms"] / base,
-                 "size_mb": artifact_size(folders[name], read_manifest(folders[name])) / 1e6}
-                for name, r in results.items()]
+                 "size_mb": sizes_mb[name]} for name, r in results.items()]
         report[size] = rows
         print(f"\n{size}x{size}, {threads} threads, {runs} runs each, interleaved; ratio to {baseline}")
         print(format_table(rows, [("config", "config", "s"), ("ran", "ran", "s"), ("median_ms", "median ms", ".2f"),

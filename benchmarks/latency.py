@@ -1,7 +1,7 @@
 """Latency of exported artifacts per backend and precision, beside ONNX Runtime FP32, measured in ONE run per
 input size with the configurations taking turns input by input (this machine class is shared and noisy).
 
-    python benchmarks/latency.py --suite onnxruntime|openvino|mnn [--sizes 320,416] [--threads 2]
+    python benchmarks/latency.py --suite onnxruntime|openvino|mnn|ncnn [--sizes 320,416] [--threads 2]
                                  [--runs 200] [--work DIR] [--json OUT]
 
 Exports the shared nanodet-plus-m weights into --work once (INT8 calibrated on calib-train), then times
@@ -37,6 +37,14 @@ SUITES = {
         ("mnn fp16", "mnn", "fp16", {}),
         ("mnn weight-int8", "mnn", "weight-int8", {}),
         ("mnn int8", "mnn", "int8", {}),
+    ],
+    "ncnn": [
+        ("onnxruntime fp32", "onnx", "fp32", {}),
+        ("ncnn fp32", "ncnn", "fp32", {}),
+        ("ncnn fp16", "ncnn", "fp16", {}),
+        ("ncnn int8", "ncnn", "int8", {}),
+        ("released ncnn fp16", "ncnn-release", "fp16", {"model": "nanodet-plus-m_{size}"}),
+        ("released ncnn int8", "ncnn-release", "int8", {"model": "nanodet-plus-m_{size}_int8"}),
     ],
 }
 

@@ -27,8 +27,9 @@ def interleaved_latency(runtimes: dict, tensors: list[np.ndarray], runs: int = 1
 
 
 def artifact_size(directory: Path, manifest) -> int:
-    """Bytes of the files the manifest lists (the model as shipped, without the manifest itself)."""
-    return sum((Path(directory) / name).stat().st_size for name in manifest.files.values())
+    """Bytes of the model as shipped: the files the manifest lists, without the manifest itself and without
+    files a runtime does not load (ncnn's INT8 calibration table)."""
+    return sum((Path(directory) / name).stat().st_size for key, name in manifest.files.items() if key != "table")
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -263,7 +263,7 @@ def _budgets(max_score_err, min_agreement, max_map_drop):
 @app.command()
 @_one_line_errors
 def export(
-    to: Annotated[str, typer.Option("--to", help="Target: onnx (ONNX Runtime), openvino or mnn.")] = "onnx",
+    to: Annotated[str, typer.Option("--to", help="Target: onnx (ONNX Runtime), openvino, mnn or ncnn.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder (artifact + nanodet.json + "
                                                            "parity.json).")] = Path("export"),
     checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
@@ -274,12 +274,14 @@ def export(
         "--weight-int8", help="MNN: INT8 weights only (smaller file; activations stay float, not an INT8 model).")] = False,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Folder of calibration images.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Use at most this many.")] = 100,
-    calib_method: Annotated[str, typer.Option(
-        "--calib-method", help="onnx: minmax (moving average of per-image ranges) | entropy | percentile; "
-                               "mnn: ema (= minmax) | kl | admm.")] = "minmax",
+    calib_method: Annotated[Optional[str], typer.Option(
+        "--calib-method", help="Default per target, chosen by measured mAP: onnx minmax (moving average of "
+                               "per-image ranges) | entropy | percentile; mnn ema (= minmax) | kl | admm; "
+                               "ncnn mse (clip minimising squared error) | kl | aciq | minmax.")] = None,
     keep_float: Annotated[Optional[str], typer.Option(
         "--keep-float", help="INT8: parts kept in float, comma-separated from stem, head; 'none' for none. "
-                             "Default per target, chosen by measured mAP: onnx stem,head; openvino head.")] = None,
+                             "Default per target, chosen by measured mAP: onnx stem,head; openvino head; mnn stem; "
+                             "ncnn head.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,
     verify_images: Annotated[Optional[Path], typer.Option(
@@ -290,8 +292,8 @@ def export(
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
     threads: Threads = None, infer_precision: InferPrecision = None, unsafe_load: UnsafeLoad = False,
 ):
-    """Export a checkpoint (ONNX Runtime or OpenVINO; FP32, FP16 or INT8), write nanodet.json, and gate it
-    against PyTorch.
+    """Export a checkpoint (ONNX Runtime, OpenVINO, MNN or ncnn; FP32, FP16 or INT8), write nanodet.json, and
+    gate it against PyTorch.
 
     An artifact over budget is moved to OUT/rejected/ (with its parity.json) and the command exits 1; a
     previous good export in OUT is left untouched."""
@@ -313,15 +315,19 @@ def export(
                             infer_precision=infer_precision, weight_int8=weight_int8, unsafe_load=unsafe_load,
                             progress=_progress_factory(bar))
     conversion = result.conversion
-    console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: opset {conversion['opset']}, "
-                  f"{conversion['nodes']} nodes"
+    graph = (f"opset {conversion['opset']}, {conversion['nodes']} nodes" if "opset" in conversion
+             else f"{conversion['layers']} layers")
+    console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {graph}"
                   + (f", execution {result.report.runtime_precision}" if to == "openvino" else "")
                   + (", weight-only INT8: activations and arithmetic stay float — not an activation-INT8 model"
                      if weight_int8 else "")
-                  + ("" if conversion.get("simplified") else f" (onnxsim failed, kept the traced model: "
-                                                             f"{conversion.get('simplify_error')})")
+                  + ("" if conversion.get("simplified", True) else f" (onnxsim failed, kept the traced model: "
+                                                                   f"{conversion.get('simplify_error')})")
                   + (f", kept in float: {', '.join(conversion['keep_float'])} "
-                     f"({len(conversion['excluded_nodes'])} nodes)" if conversion.get("excluded_nodes") else ""),
+                     f"({len(conversion['excluded_nodes'])} nodes)" if conversion.get("excluded_nodes") else "")
+                  + (f", kept in float: {', '.join(conversion['float_layers']) or 'nothing'}, "
+                     f"{conversion['int8_layers']} layers INT8 ({conversion['calibration_method']})"
+                     if "float_layers" in conversion else ""),
                   soft_wrap=True)
     console.print(_parity_table([result.report]))
     if result.report.inputs == "synthetic":

@@ -32,11 +32,22 @@ class Detector:
                              f"and use Detector.from_export(DIR) / --export DIR")
         loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
                       unsafe=unsafe_load)
-        self.name = loaded.spec.name
-        self.checkpoint_sha256 = loaded.sha256
-        self.class_names = list(loaded.spec.class_names)
-        self.processing = processing_config(loaded.spec, score_thr, iou_thr, max_dets)
-        self.runtime = runtime_cls(loaded.module, threads=threads)
+        self._set(runtime_cls(loaded.module, threads=threads), processing_config(loaded.spec, score_thr, iou_thr,
+                                                                                  max_dets),
+                  loaded.spec.class_names, loaded.spec.name, loaded.sha256)
+
+    def _set(self, runtime, processing: ProcessingConfig, class_names, name: str, checkpoint_sha256: str | None):
+        self.runtime, self.processing = runtime, processing
+        self.class_names, self.name, self.checkpoint_sha256 = list(class_names), name, checkpoint_sha256
+
+    @classmethod
+    def from_runtime(cls, runtime, processing: ProcessingConfig, class_names, name: str = "model",
+                     checkpoint_sha256: str | None = None) -> "Detector":
+        """A detector around any runtime (``run(tensor) -> raw``), e.g. an ncnn model made elsewhere:
+        ``Detector.from_runtime(NcnnRuntime(param, bin), processing_config(spec), spec.class_names)``."""
+        detector = cls.__new__(cls)
+        detector._set(runtime, processing, class_names, name, checkpoint_sha256)
+        return detector
 
     @classmethod
     def from_export(cls, directory: str | Path, threads: int | None = None, score_thr: float | None = None,
@@ -50,15 +61,11 @@ class Detector:
         directory = Path(directory)
         manifest = read_manifest(directory)
         runtime = open_export(directory, manifest, threads=threads, infer_precision=infer_precision)
-        detector = cls.__new__(cls)
-        detector.name = manifest.model
-        detector.checkpoint_sha256 = manifest.checkpoint_sha256
-        detector.class_names = list(manifest.class_names)
-        detector.processing = manifest.processing_config()
+        processing = manifest.processing_config()
         if score_thr is not None:
-            detector.processing = replace(detector.processing, score_thr=score_thr)
-        detector.runtime = runtime
-        return detector
+            processing = replace(processing, score_thr=score_thr)
+        return cls.from_runtime(runtime, processing, manifest.class_names, manifest.model,
+                                manifest.checkpoint_sha256)
 
     def raw(self, tensor: np.ndarray) -> np.ndarray:
         """Input tensor [B, 3, H, W] -> raw output [B, N, C + 4*(reg_max+1)] of the runtime."""

@@ -26,6 +26,7 @@ TARGETS = {
     "onnx": ("onnx", "onnxruntime"),
     "openvino": ("openvino", "openvino"),
     "mnn": ("mnn", "mnn"),
+    "ncnn": ("ncnn", "ncnn"),
 }
 
 
@@ -44,14 +45,15 @@ class ExportResult:
 def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str | None = None,
            config: str | Path | None = None, input_size: tuple[int, int] | None = None,
            keep_ratio: bool | None = None, precision: str = "fp32", calib: str | Path | None = None,
-           calib_images: int = 100, calib_method: str = "minmax", keep_float=None, opset: int | None = None,
+           calib_images: int = 100, calib_method: str | None = None, keep_float=None, opset: int | None = None,
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
            infer_precision: str | None = None, weight_int8: bool = False, unsafe_load: bool = False,
            progress=None) -> ExportResult:
     """Export ``checkpoint`` to ``to`` in ``precision`` under ``out`` and gate it against PyTorch.
 
-    ``keep_float`` names the parts INT8 keeps in float (default per target, ``()`` for none).
+    ``keep_float`` names the parts INT8 keeps in float and ``calib_method`` how INT8 ranges are calibrated
+    (both default per target, chosen by measured mAP; ``keep_float=()`` for none).
     ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``weight_int8`` (MNN)
     stores INT8 weights only — activations stay float; its precision is recorded as "weight-int8".
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
@@ -84,7 +86,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     try:
         files, conversion, packages = converter.convert(
             loaded.module, processing, staging, precision=precision, opset=opset or DEFAULT_OPSET,
-            dynamic_batch=dynamic_batch, calib_paths=calib_paths, calib_method=calib_method, progress=progress,
+            dynamic_batch=dynamic_batch, calib_paths=calib_paths, progress=progress,
+            **({} if calib_method is None else {"calib_method": calib_method}),
             **({} if keep_float is None else {"keep_float": tuple(keep_float)}),
             **({"weight_int8": True} if weight_int8 else {}))
         precision = "weight-int8" if weight_int8 else precision

@@ -15,6 +15,7 @@ BACKENDS = {
     "onnxruntime": ("onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
     "openvino": ("openvino", "OpenVinoRuntime", "openvino", "openvino"),
     "mnn": ("mnn", "MnnRuntime", "MNN", "mnn"),
+    "ncnn": ("ncnn", "NcnnRuntime", "ncnn", "ncnn"),
 }
 
 

@@ -1,0 +1,97 @@
+"""ncnn through its Python bindings, driven as ncnn's own Python examples do: Net -> load_param/load_model
+once, then one Extractor per call.
+
+Models with our single output ``[N, C + 4*(reg_max+1)]`` run as they are. Models with NanoDet's per-level
+outputs (``cls8..cls64`` after sigmoid, ``dis8..dis64``, as in upstream's and third-party ncnn releases) are
+mapped to that layout here, in ``_levels_to_raw`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import ncnn
+
+from ..ncnn_format import read as read_param
+
+# precision -> ncnn options. FP32 turns fp16/bf16 storage off (ncnn's default is on: not exact); FP16 models
+# store FP16 weights and run with FP16 storage (and FP16 arithmetic where the CPU has it); INT8 models run
+# their quantized layers with int8 kernels and the rest in FP32.
+PRECISION_OPTIONS = {
+    "fp32": {"use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False,
+             "use_bf16_storage": False, "use_int8_inference": False},
+    "fp16": {"use_fp16_storage": True, "use_fp16_packed": True, "use_fp16_arithmetic": True,
+             "use_bf16_storage": False, "use_int8_inference": False},
+    "int8": {"use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False,
+             "use_bf16_storage": False, "use_int8_inference": True},
+}
+_LEVEL_OUTPUT = re.compile(r"(cls|dis)(\d+)$")
+
+
+class NcnnRuntime:
+    backend = "ncnn"
+
+    def __init__(self, param_path: str | Path, bin_path: str | Path, precision: str = "fp32",
+                 threads: int | None = None):
+        if precision not in PRECISION_OPTIONS:
+            raise ValueError(f"precision must be one of {list(PRECISION_OPTIONS)}, got '{precision}'")
+        model = read_param(param_path)
+        if len(model.inputs) != 1:
+            raise ValueError(f"{param_path}: expected one input blob, found {model.inputs}")
+        self.input_name = model.inputs[0]
+        self.output_names = model.outputs
+        levels = [_LEVEL_OUTPUT.match(name) for name in self.output_names]
+        self.level_strides = (sorted({int(m.group(2)) for m in levels}) if len(levels) > 1 and all(levels)
+                              else None)
+        if self.level_strides is None and len(self.output_names) != 1:
+            raise ValueError(f"{param_path}: outputs {self.output_names} are neither one raw output nor "
+                             f"per-level cls<stride>/dis<stride>")
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = threads or 1
+        for option, value in PRECISION_OPTIONS[precision].items():
+            setattr(self.net.opt, option, value)
+        if self.net.load_param(str(param_path)) != 0 or self.net.load_model(str(bin_path)) != 0:
+            raise ValueError(f"{param_path}: ncnn could not load this model (with {bin_path})")
+        self.precision = precision
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "NcnnRuntime":
+        return cls(directory / manifest.files["model"], directory / manifest.files["weights"],
+                   precision=manifest.precision, threads=threads)
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """[1, 3, H, W] -> [1, N, C + 4*(reg_max+1)]. ncnn has no batch axis: batches run image by image."""
+        return np.stack([self._run_one(image) for image in tensor])
+
+    def _run_one(self, image: np.ndarray) -> np.ndarray:
+        # ncnn.Mat borrows the numpy buffer: both stay referenced until the extractor is done with them
+        array = np.ascontiguousarray(image, np.float32)
+        mat = ncnn.Mat(array)
+        with self.net.create_extractor() as extractor:
+            extractor.input(self.input_name, mat)
+            outputs = {}
+            for name in self.output_names:
+                status, out = extractor.extract(name)
+                if status != 0:
+                    raise RuntimeError(f"ncnn failed to compute blob '{name}' (status {status})")
+                outputs[name] = np.array(out)  # a copy: the Mat's memory belongs to the extractor
+        del mat, array
+        if self.level_strides is None:
+            return outputs[self.output_names[0]]
+        return _levels_to_raw(outputs, self.level_strides)
+
+
+def _levels_to_raw(outputs: dict[str, np.ndarray], strides: list[int]) -> np.ndarray:
+    """Per-level ``cls<s>`` [C, H, W] and ``dis<s>`` [H, W, 4*(reg_max+1)] (NanoDet's ncnn release layout:
+    distances permuted to channels-last) -> our [N, C + 4*(reg_max+1)], priors row-major per level, levels by
+    stride."""
+    rows = []
+    for stride in strides:
+        cls, dis = outputs[f"cls{stride}"], outputs[f"dis{stride}"]
+        num_classes, height, width = cls.shape
+        rows.append(np.concatenate([cls.reshape(num_classes, height * width).T,
+                                    dis.reshape(height * width, -1)], axis=1))
+    return np.concatenate(rows)
