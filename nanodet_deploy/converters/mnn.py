@@ -11,7 +11,6 @@ a converter crash from taking the exporting process down, and lets us capture it
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,10 +19,10 @@ import cv2
 
 from ..errors import UsageError
 from . import onnx as onnx_converter
+from . import tools
 from .calibration import check_keep_float
-from .onnx import ExportError
 
-TOOL_TIMEOUT_S = 1800
+TOOL_TIMEOUT_S = tools.TOOL_TIMEOUT_S
 FEATURE_METHODS = {"minmax": "EMA", "ema": "EMA", "kl": "KL", "admm": "ADMM"}
 # INT8 (mnnquant) by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images:
 #   feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439;
@@ -32,18 +31,9 @@ DEFAULT_FLOAT_PARTS = ("stem",)
 
 
 def run_tool(tool: str, args: list[str], timeout: float = TOOL_TIMEOUT_S) -> str:
-    """Run ``_tools.<tool>(argv)`` in a child process; its output, or ExportError with the output's tail."""
+    """``_tools.<tool>(argv)`` in a child process; its output, or ExportError with the output's tail."""
     code = f"import sys, _tools; _tools.{tool}(['{tool}'] + sys.argv[1:])"
-    try:
-        result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                                timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ExportError(f"MNN {tool} did not finish within {timeout:.0f} s") from None
-    output = (result.stdout + result.stderr).strip()
-    if result.returncode != 0:
-        tail = " | ".join(output.splitlines()[-3:])
-        raise ExportError(f"MNN {tool} failed (exit {result.returncode}): {tail}")
-    return output
+    return tools.run_tool([sys.executable, "-c", code, *args], f"MNN {tool}", timeout)
 
 
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
