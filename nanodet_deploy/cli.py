@@ -384,6 +384,80 @@ def verify(
 
 
 @app.command()
+@_one_line_errors
+def bench(
+    backend: Annotated[str, typer.Option(
+        "--backend", "-b", help="torch, onnxruntime, openvino, mnn, ncnn, comma-separated, or all.")] = "all",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="Comma-separated: fp32, fp16, int8, bf16 (bf16 = OpenVINO running the FP32 IR in "
+                            "bf16; torch runs fp32 only).")] = "fp32,fp16,int8,bf16",
+    input_size: Annotated[Optional[str], typer.Option(
+        "--input-size", help="Comma-separated W (square) sizes, e.g. 320,416; default the model's.")] = None,
+    threads: Annotated[str, typer.Option("--threads", help="Comma-separated thread counts.")] = "2",
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per configuration.")] = 100,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 10,
+    checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
+    export_dir: Annotated[Optional[Path], typer.Option(
+        "--export-dir", help="Where exports are cached (by checkpoint hash + options); default "
+                             "$NANODET_DEPLOY_CACHE/bench or ~/.cache/nanodet-deploy/bench.")] = None,
+    calib: Annotated[Optional[Path], typer.Option(
+        "--calib", help="Calibration images for the INT8 exports (without them INT8 is skipped).")] = None,
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", help="Images to time on (real content matters for decode+NMS); with --ann also mAP.")] = None,
+    ann: Annotated[Optional[Path], typer.Option("--ann", help="COCO instances JSON of --images: mAP.")] = None,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory",
+                                         help="Peak RSS per configuration (one child process each).")] = True,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a latency-vs-mAP plot (PNG).")] = None,
+    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table as markdown.")] = None,
+    unsafe_load: UnsafeLoad = False,
+):
+    """Latency (preprocess / inference / decode+NMS), size, peak memory, GFLOP/s and mAP per backend and
+    precision, every configuration timed interleaved with the others in one run.
+
+    Exports what is missing (cached: a second run converts nothing). Ratios are to ONNX Runtime FP32 of the
+    same size and threads in the same run."""
+    import platform
+
+    from . import bench as bench_lib
+    from .files import write_text_atomic
+
+    if checkpoint is None:
+        raise typer.BadParameter("--checkpoint is required (a file or a zoo name)")
+    if ann and not images:
+        raise typer.BadParameter("--ann needs --images")
+    if unsafe_load:
+        raise typer.BadParameter("bench loads checkpoints safely only; export with --unsafe-load first")
+    backends = list(bench_lib.BACKENDS) if backend == "all" else [b for b in backend.split(",") if b]
+    try:
+        sizes = [_parse_size(s) for s in input_size.split(",")] if input_size else None
+        thread_counts = [int(t) for t in threads.split(",") if t]
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    with _progress() as bar:
+        results = bench_lib.run(checkpoint, model=model, config=config, backends=backends,
+                                precisions=[p for p in precision.split(",") if p], sizes=sizes,
+                                threads=thread_counts, runs=runs, warmup=warmup, export_root=export_dir,
+                                calib=calib, images=images, ann=ann, memory=memory,
+                                progress=_progress_factory(bar), log=lambda m: err_console.print(m, markup=False))
+    rows = bench_lib.rows(results)
+    console.print(f"nanodet-deploy bench · {bench_lib.machine()['cpu']} · median of {runs} runs, interleaved; "
+                  f"ratio to onnxruntime fp32 of the same size and threads", soft_wrap=True)
+    console.print(bench_lib.format_table(rows, bench_lib.COLUMNS), markup=False, highlight=False, soft_wrap=True)
+    for row in rows:
+        if row["note"]:
+            console.print(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}", soft_wrap=True)
+    if json_out:
+        write_text_atomic(json_out, json.dumps({"machine": bench_lib.machine(), "runs": runs, "warmup": warmup,
+                                                "checkpoint": str(checkpoint),
+                                                "results": [r.to_dict() for r in results], "rows": rows}, indent=1))
+    if markdown_out:
+        write_text_atomic(markdown_out, bench_lib.markdown_table(rows) + "\n")
+    if plot_out:
+        bench_lib.plot(rows, plot_out, title=f"nanodet-deploy bench · {bench_lib.machine()['cpu']}")
+
+
+@app.command()
 def models():
     """List the built-in presets and their official checkpoints."""
     from .model.zoo import PRESETS, ZOO, cache_dir

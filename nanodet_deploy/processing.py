@@ -105,15 +105,21 @@ def preprocess(image: np.ndarray, cfg: ProcessingConfig) -> tuple[np.ndarray, np
     h, w = image.shape[:2]
     matrix = warp_matrix((w, h), cfg.input_size, cfg.keep_ratio)
     warped = cv2.warpPerspective(image, matrix, dsize=tuple(cfg.input_size))
-    # (x - mean) * (1/std) in float32, the order of NanoDet's cv2.subtract / cv2.multiply
-    mean, inv_std = _normalisers(cfg.mean, cfg.std)
-    tensor = (warped.astype(np.float32) - mean) * inv_std
-    return np.ascontiguousarray(tensor.transpose(2, 0, 1)[None]), matrix
+    # normalise through a per-channel table of the 256 possible values, written straight into the CHW tensor:
+    # the same float32 numbers as computing (x - mean) * (1/std) per pixel, at ~1/10 of the time
+    table = _normaliser_table(cfg.mean, cfg.std)
+    tensor = np.empty((1, 3, *warped.shape[:2]), np.float32)
+    for channel in range(3):
+        np.take(table[channel], warped[:, :, channel], out=tensor[0, channel])
+    return tensor, matrix
 
 
 @lru_cache(maxsize=8)
-def _normalisers(mean, std):
-    return np.asarray(mean, np.float32), (1.0 / np.asarray(std, np.float64)).astype(np.float32)
+def _normaliser_table(mean, std) -> np.ndarray:
+    """[3, 256] float32: (v - mean) * (1/std) in float32, the order of NanoDet's cv2.subtract / cv2.multiply."""
+    mean = np.asarray(mean, np.float32)[:, None]
+    inv_std = (1.0 / np.asarray(std, np.float64)).astype(np.float32)[:, None]
+    return (np.arange(256, dtype=np.float32)[None, :] - mean) * inv_std
 
 
 # ---------------------------------------------------------------- decoding

@@ -1,0 +1,51 @@
+"""The full benchmark matrix on the shared weights and val-dev, written where the README links it:
+``benchmarks/results/<cpu-name>.json``, ``.md`` (the table) and ``.png`` (latency vs mAP).
+
+    python benchmarks/run_all.py [--sizes 416] [--threads 2] [--runs 100]
+
+Every backend x precision (fp32, fp16, int8 calibrated on calib-train, OpenVINO bf16) plus PyTorch, all timed
+interleaved in one run; ratios are to ONNX Runtime FP32 of the same size and threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+from _exports import CALIB, SHARED, VAL_IMAGES
+from nanodet_deploy import bench
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="416")
+    parser.add_argument("--threads", default="2")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "bench")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    results = bench.run(SHARED / "weights/nanodet-plus-m_416.pth", sizes=[(int(s), int(s)) for s in args.sizes.split(",")],
+                        threads=[int(t) for t in args.threads.split(",")], runs=args.runs, export_root=args.work,
+                        calib=CALIB, images=VAL_IMAGES, ann=SHARED / "coco/val-dev/instances.json")
+    rows = bench.rows(results)
+    machine = bench.machine()
+    stem = RESULTS / re.sub(r"[^A-Za-z0-9]+", "-", machine["cpu"]).strip("-").lower()
+    RESULTS.mkdir(exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "runs": args.runs, "rows": rows,
+                                                     "results": [r.to_dict() for r in results]}, indent=1))
+    stem.with_suffix(".md").write_text(f"{machine['cpu']}, {machine['cores']} cores; median of {args.runs} runs, "
+                                       f"interleaved; ratio to onnxruntime fp32\n\n"
+                                       + bench.markdown_table(rows) + "\n")
+    bench.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']}")
+    print(bench.format_table(rows, bench.COLUMNS))
+    print(f"wrote {stem}.json/.md/.png in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""`nanodet-deploy bench`: real exports, real runtimes, the table / JSON / plot it writes, and its cache."""
+
+import json
+
+import pytest
+
+from nanodet_deploy.bench import Cell, count_macs, plan
+from nanodet_deploy.errors import UsageError
+from nanodet_deploy.model import load
+
+from .helpers import VAL_ANN, VAL_IMAGES, run_cli, weights
+
+
+def test_plan_keeps_meaningful_cells_only():
+    cells = plan(["torch", "onnxruntime", "openvino"], ["fp32", "fp16", "bf16"], [(416, 416)], [1, 2])
+    assert Cell("torch", "fp32", (416, 416), 2) in cells and Cell("torch", "fp16", (416, 416), 2) not in cells
+    assert [c for c in cells if c.precision == "bf16"] == [Cell("openvino", "bf16", (416, 416), t) for t in (1, 2)]
+    assert len(cells) == 2 * (1 + 2 + 3)
+    with pytest.raises(UsageError, match="unknown backend 'tensorrt'"):
+        plan(["tensorrt"], ["fp32"], [(416, 416)], [2])
+
+
+def test_macs_match_the_published_flops():
+    """NanoDet-Plus-m publishes 0.9 / 1.52 GFLOPs at 320 / 416 (FLOPs = 2 x MACs); counted from our graph:
+    0.762 G MACs at 416 = 1.524 GFLOPs."""
+    module = load(weights(416)).module
+    assert 2 * count_macs(module, (416, 416)) == pytest.approx(1.52e9, rel=0.02)
+    assert 2 * count_macs(module, (320, 320)) == pytest.approx(0.90e9, rel=0.02)
+
+
+def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["bench", "--backend", "torch,onnxruntime", "--precision", "fp32,int8", "--runs", "5", "--warmup", "1",
+            "--checkpoint", weights(320), "--images", VAL_IMAGES, "--ann", VAL_ANN, "--export-dir", cache,
+            "--json", tmp_path / "b.json", "--plot", tmp_path / "b.png", "--markdown", tmp_path / "b.md"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "no --calib: INT8 cells skipped" in first.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
+    assert set(rows) == {("torch", "fp32"), ("onnxruntime", "fp32")}
+    for row in rows.values():
+        # real mAP of the 320 model on val-dev (0.3400 measured, = the official implementation)
+        assert row["map"] == pytest.approx(0.3400, abs=1e-4)
+        assert 0 < row["pre_ms"] and 0 < row["infer_ms"] and 0 < row["post_ms"] and row["peak_rss_mb"] > 50
+        assert row["total_ms"] >= row["infer_ms"] and row["gflops_per_s"] > 0
+    assert rows[("onnxruntime", "fp32")]["ratio"] == 1.0 and rows[("onnxruntime", "fp32")]["size_mb"] > 4
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "b.md").read_text().startswith("| backend |")
+    assert "onnxruntime" in first.stdout and "torch" in first.stdout
+
+    exported = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert any(p.name == "model.onnx" for p in exported)
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == exported  # nothing converted
+
+
+def test_bench_usage_errors(tmp_path):
+    result = run_cli("bench", "--backend", "tensorrt", "--checkpoint", weights(320))
+    assert result.returncode == 2 and "unknown backend 'tensorrt'" in result.stderr
+    result = run_cli("bench", "--precision", "int4", "--checkpoint", weights(320))
+    assert result.returncode == 2 and "unknown precision 'int4'" in result.stderr
