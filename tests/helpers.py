@@ -45,3 +45,19 @@ def parity_of(folder) -> dict:
     import json
 
     return json.loads((folder / "parity.json").read_text())["artifacts"][0]
+
+
+def assert_infer_reproduces_official(export_dir, tmp_path, *options) -> subprocess.CompletedProcess:
+    """``infer --export`` on val-dev gives every official 416 detection >= 0.3 (the foundation issue's
+    criterion: same label, IoU >= 0.99, |score difference| <= 1e-3). Returns the infer run."""
+    import json
+
+    from nanodet_deploy.parity import unmatched
+
+    out = tmp_path / "dets.json"
+    result = run_cli("infer", VAL_IMAGES, "--export", export_dir, *options, "--json", out)
+    assert result.returncode == 0, result.stderr
+    ours = {e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())}
+    for ref in json.loads((OFFICIAL / "val-dev_m_416.json").read_text()):
+        assert not unmatched(ref["detections"], ours[ref["image"]], 0.3, 0.99, 1e-3), ref["image"]
+    return result

@@ -7,9 +7,9 @@ import pytest
 
 from nanodet_deploy.converters.mnn import embedded_manifest
 from nanodet_deploy.manifest import MANIFEST_NAME
-from nanodet_deploy.parity import unmatched
 
-from .helpers import CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, export_cli, parity_of, run_cli, weights
+from .helpers import (CALIB_IMAGES, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, export_cli, parity_of,
+                      weights)
 
 GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"]
 
@@ -32,13 +32,8 @@ def test_fp32_reproduces_official_detections(fp32_416, tmp_path):
     # measured: score max-abs 5.1e-6 against PyTorch, agreement 703/703, mAP 0.3703 = PyTorch
     assert report["passed"] and report["agreement"] == 1.0 and report["score_max_abs"] <= 1e-4
     assert json.loads(embedded_manifest(fp32_416 / "model.mnn")) == json.loads((fp32_416 / MANIFEST_NAME).read_text())
-    out = tmp_path / "dets.json"
-    result = run_cli("infer", VAL_IMAGES, "--export", fp32_416, "--json", out)
-    assert result.returncode == 0, result.stderr
+    result = assert_infer_reproduces_official(fp32_416, tmp_path)
     assert "MNN use" not in result.stdout and "device supports" not in result.stdout  # MNN's C++ prints kept out
-    ours = {e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())}
-    for ref in json.loads((OFFICIAL / "val-dev_m_416.json").read_text()):
-        assert not unmatched(ref["detections"], ours[ref["image"]], 0.3, 0.99, 1e-3), ref["image"]
 
 
 def test_fp16_meets_budget(tmp_path_factory):

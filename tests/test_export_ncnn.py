@@ -12,11 +12,11 @@ from nanodet_deploy.detector import Detector
 from nanodet_deploy.evaluate import CocoSet, evaluate
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import MANIFEST_NAME
-from nanodet_deploy.parity import unmatched, unmatched_mask
+from nanodet_deploy.parity import unmatched_mask
 from nanodet_deploy.runtimes.ncnn import NcnnRuntime
 
-from .helpers import (CALIB_IMAGES, OFFICIAL, SHARED, VAL_ANN, VAL_IMAGES, error_lines, export_cli, parity_of,
-                      run_cli, weights)
+from .helpers import (CALIB_IMAGES, SHARED, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, error_lines,
+                      export_cli, parity_of, weights)
 
 GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"]
 RELEASED = SHARED / "reference" / "ncnn-release"
@@ -51,12 +51,7 @@ def test_fp32_reproduces_official_detections(fp32_416, tmp_path):
     manifest = json.loads((fp32_416 / MANIFEST_NAME).read_text())
     assert manifest["backend"] == "ncnn" and manifest["files"] == {"model": "model.param", "weights": "model.bin"}
     assert sorted(p.name for p in fp32_416.iterdir()) == ["model.bin", "model.param", MANIFEST_NAME, "parity.json"]
-    out = tmp_path / "dets.json"
-    result = run_cli("infer", VAL_IMAGES, "--export", fp32_416, "--json", out)
-    assert result.returncode == 0, result.stderr
-    ours = {e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())}
-    for ref in json.loads((OFFICIAL / "val-dev_m_416.json").read_text()):
-        assert not unmatched(ref["detections"], ours[ref["image"]], 0.3, 0.99, 1e-3), ref["image"]
+    assert_infer_reproduces_official(fp32_416, tmp_path)
 
 
 def test_fp16_gives_the_released_models_detections(fp16_416):

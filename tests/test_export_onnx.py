@@ -14,8 +14,8 @@ from nanodet_deploy.manifest import MANIFEST_NAME, ManifestError
 from nanodet_deploy.parity import unmatched
 from nanodet_deploy.runtimes import BACKENDS, runtime_class
 
-from .helpers import (CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, error_lines, export_cli, parity_of, run_cli,
-                      weights)
+from .helpers import (CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, error_lines,
+                      export_cli, parity_of, run_cli, weights)
 
 # Measured on val-dev (79 images), see the closing notes of the ONNX issue:
 #   FP32: score max-abs 3.2e-6 (416), agreement 703/703, mAP identical to PyTorch;
@@ -55,13 +55,7 @@ def test_fp32_parity_gate(fp32_416):
 
 
 def test_infer_from_export_reproduces_official_detections(fp32_416, tmp_path):
-    out = tmp_path / "dets.json"
-    result = run_cli("infer", VAL_IMAGES, "--export", fp32_416, "--json", out)
-    assert result.returncode == 0, result.stderr
-    ours = {e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())}
-    for ref in json.loads((OFFICIAL / "val-dev_m_416.json").read_text()):
-        # the foundation issue's criterion: >= 0.3, same label, IoU >= 0.99, |score difference| <= 1e-3
-        assert not unmatched(ref["detections"], ours[ref["image"]], 0.3, 0.99, 1e-3), ref["image"]
+    assert_infer_reproduces_official(fp32_416, tmp_path)
 
 
 @pytest.mark.parametrize("size", [320, 416])

@@ -10,9 +10,9 @@ import pytest
 from nanodet_deploy import Detector
 from nanodet_deploy.converters.openvino import embedded_manifest
 from nanodet_deploy.manifest import MANIFEST_NAME
-from nanodet_deploy.parity import unmatched
 
-from .helpers import CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, export_cli, parity_of, run_cli, weights
+from .helpers import (CALIB_IMAGES, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, export_cli, parity_of,
+                      run_cli, weights)
 
 GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"]
 
@@ -41,12 +41,7 @@ def test_fp32_ir_with_f32_execution_reproduces_official_detections(fp32_416, tmp
     manifest = json.loads((fp32_416 / MANIFEST_NAME).read_text())
     assert manifest["files"] == {"model": "model.xml", "weights": "model.bin"}
     assert json.loads(embedded_manifest(fp32_416 / "model.xml")) == manifest
-    out = tmp_path / "dets.json"
-    result = run_cli("infer", VAL_IMAGES, "--export", fp32_416, "--infer-precision", "f32", "--json", out)
-    assert result.returncode == 0, result.stderr
-    ours = {e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())}
-    for ref in json.loads((OFFICIAL / "val-dev_m_416.json").read_text()):
-        assert not unmatched(ref["detections"], ours[ref["image"]], 0.3, 0.99, 1e-3), ref["image"]
+    assert_infer_reproduces_official(fp32_416, tmp_path, "--infer-precision", "f32")
 
 
 def test_inference_precision_is_explicit_and_reported(fp32_416):
