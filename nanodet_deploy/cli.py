@@ -291,6 +291,9 @@ def export(
         "--verify-ann", help="COCO annotations of --verify-images: mAP against them.")] = None,
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
     threads: Threads = None, infer_precision: InferPrecision = None, unsafe_load: UnsafeLoad = False,
+    android: Annotated[Optional[Path], typer.Option(
+        "--android", help="ncnn: also put the accepted export into this Android demo project's assets "
+                          "(e.g. android_demo).")] = None,
 ):
     """Export a checkpoint (ONNX Runtime, OpenVINO, MNN or ncnn; FP32, FP16 or INT8), write nanodet.json, and
     gate it against PyTorch.
@@ -301,6 +304,10 @@ def export(
 
     if fp16 and int8:
         raise typer.BadParameter("--fp16 and --int8 exclude each other")
+    if android is not None and to != "ncnn":
+        raise typer.BadParameter("--android needs --to ncnn (the demo app runs ncnn)")
+    if android is not None and not (android / "app" / "build.gradle.kts").is_file():
+        raise typer.BadParameter(f"{android}: not the Android demo project (no app/build.gradle.kts)")
     if verify_ann and not verify_images:
         raise typer.BadParameter("--verify-ann needs --verify-images")
     with _progress() as bar:
@@ -337,6 +344,26 @@ def export(
         err_console.print(f"rejected: the artifact is over budget; moved to {result.directory}")
         raise typer.Exit(1)
     console.print(f"export: {result.directory}")
+    if android is not None:
+        _install_android(result.directory, android)
+
+
+def _install_android(export_dir: Path, app: Path) -> None:
+    from .android import install_into_app
+
+    written = install_into_app(export_dir, app)
+    console.print(f"android: {', '.join(p.name for p in written)} → {written[0].parent}; build with "
+                  f"`./gradlew assembleDebug` in {app}", soft_wrap=True)
+
+
+@app.command()
+@_one_line_errors
+def android(
+    export_dir: Annotated[Path, typer.Argument(help="An ncnn export folder (nanodet-deploy export --to ncnn).")],
+    app_dir: Annotated[Path, typer.Option("--app", help="The Android demo project.")] = Path("android_demo"),
+):
+    """Put an ncnn export (.param, .bin, nanodet.json) into the Android demo app's assets."""
+    _install_android(export_dir, app_dir)
 
 
 @app.command()

@@ -1,0 +1,197 @@
+#include "nanodet_core.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace nanodet {
+
+int ModelConfig::num_points() const {
+    int total = 0;
+    for (int s : strides) total += ((input_width + s - 1) / s) * ((input_height + s - 1) / s);
+    return total;
+}
+
+static Matrix3 multiply(const Matrix3& a, const Matrix3& b) {
+    Matrix3 c{};
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+            for (int k = 0; k < 3; ++k) c[i * 3 + j] += a[i * 3 + k] * b[k * 3 + j];
+    return c;
+}
+
+static Matrix3 inverse(const Matrix3& m) {
+    const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
+                       m[2] * (m[3] * m[7] - m[4] * m[6]);
+    Matrix3 r{(m[4] * m[8] - m[5] * m[7]), -(m[1] * m[8] - m[2] * m[7]), (m[1] * m[5] - m[2] * m[4]),
+              -(m[3] * m[8] - m[5] * m[6]), (m[0] * m[8] - m[2] * m[6]), -(m[0] * m[5] - m[2] * m[3]),
+              (m[3] * m[7] - m[4] * m[6]), -(m[0] * m[7] - m[1] * m[6]), (m[0] * m[4] - m[1] * m[3])};
+    for (double& v : r) v /= det;
+    return r;
+}
+
+Matrix3 resize_matrix(int w, int h, const ModelConfig& config) {
+    const double dw = config.input_width, dh = config.input_height;
+    if (!config.keep_ratio) return {dw / w, 0, 0, 0, dh / h, 0, 0, 0, 1};
+    const double ratio = (double(w) / h < dw / dh) ? dh / h : dw / w;
+    const Matrix3 center{1, 0, -w / 2.0, 0, 1, -h / 2.0, 0, 0, 1};
+    const Matrix3 scale{ratio, 0, 0, 0, ratio, 0, 0, 0, 1};
+    const Matrix3 shift{1, 0, 0.5 * dw, 0, 1, 0.5 * dh, 0, 0, 1};
+    return multiply(shift, multiply(scale, center));
+}
+
+std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
+                              Matrix3* matrix_out) {
+    const Matrix3 matrix = resize_matrix(width, height, config);
+    if (matrix_out) *matrix_out = matrix;
+    const Matrix3 inv = inverse(matrix);
+    const int W = config.input_width, H = config.input_height;
+    std::vector<float> tensor(size_t(3) * W * H);
+    float inv_std[3];
+    for (int c = 0; c < 3; ++c) inv_std[c] = 1.0f / config.std[c];
+    for (int y = 0; y < H; ++y) {
+        for (int x = 0; x < W; ++x) {
+            // bilinear sample of the source at the inverse-mapped point; outside the image is 0 (black), as
+            // cv2.warpPerspective's constant border
+            const double wz = inv[6] * x + inv[7] * y + inv[8];
+            const double sx = (inv[0] * x + inv[1] * y + inv[2]) / wz;
+            const double sy = (inv[3] * x + inv[4] * y + inv[5]) / wz;
+            const int x0 = int(std::floor(sx)), y0 = int(std::floor(sy));
+            const float fx = float(sx - x0), fy = float(sy - y0);
+            float pixel[3] = {0, 0, 0};
+            for (int dy = 0; dy < 2; ++dy) {
+                for (int dx = 0; dx < 2; ++dx) {
+                    const int px = x0 + dx, py = y0 + dy;
+                    if (px < 0 || py < 0 || px >= width || py >= height) continue;
+                    const float weight = (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy);
+                    const uint8_t* p = bgr + size_t(py) * stride + size_t(px) * 3;
+                    for (int c = 0; c < 3; ++c) pixel[c] += weight * p[c];
+                }
+            }
+            for (int c = 0; c < 3; ++c) {
+                // the network saw uint8 pixels: round like the 8-bit warp does, then normalise
+                const float value = std::min(255.0f, std::max(0.0f, std::nearbyint(pixel[c])));
+                tensor[(size_t(c) * H + y) * W + x] = (value - config.mean[c]) * inv_std[c];
+            }
+        }
+    }
+    return tensor;
+}
+
+namespace {
+
+struct Candidate {
+    int point;
+    int label;
+    float score;
+    float box[4];  // input pixels
+};
+
+// GFL integral: softmax over the bins of each side, expectation, times the stride; clamped to the input.
+void decode_point(const float* logits, float px, float py, float stride, int bins, float width, float height,
+                  float* box) {
+    float distance[4];
+    for (int side = 0; side < 4; ++side) {
+        const float* l = logits + side * bins;
+        const float top = *std::max_element(l, l + bins);
+        float sum = 0.f, weighted = 0.f;
+        for (int i = 0; i < bins; ++i) {
+            const float e = std::exp(l[i] - top);
+            sum += e;
+            weighted += e * float(i);
+        }
+        distance[side] = weighted / sum * stride;
+    }
+    box[0] = std::min(std::max(px - distance[0], 0.f), width);
+    box[1] = std::min(std::max(py - distance[1], 0.f), height);
+    box[2] = std::min(std::max(px + distance[2], 0.f), width);
+    box[3] = std::min(std::max(py + distance[3], 0.f), height);
+}
+
+}  // namespace
+
+std::vector<Detection> postprocess(const float* raw, const Matrix3& matrix, int image_width, int image_height,
+                                   const ModelConfig& config) {
+    const int C = config.num_classes, bins = config.reg_max + 1, channels = config.channels();
+    std::vector<Candidate> candidates;
+    int point = 0;
+    for (int s : config.strides) {
+        const int fw = (config.input_width + s - 1) / s, fh = (config.input_height + s - 1) / s;
+        for (int gy = 0; gy < fh; ++gy) {
+            for (int gx = 0; gx < fw; ++gx, ++point) {
+                const float* row = raw + size_t(point) * channels;
+                bool decoded = false;
+                float box[4];
+                for (int c = 0; c < C; ++c) {
+                    if (!(row[c] > config.score_threshold)) continue;
+                    if (!decoded) {
+                        decode_point(row + C, float(gx * s), float(gy * s), float(s), bins,
+                                     float(config.input_width), float(config.input_height), box);
+                        decoded = true;
+                    }
+                    candidates.push_back({point, c, row[c], {box[0], box[1], box[2], box[3]}});
+                }
+            }
+        }
+    }
+    // best first; equal scores keep their (point, class) order
+    std::vector<int> order(candidates.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return candidates[a].score > candidates[b].score; });
+
+    // torchvision's batched_nms: boxes offset by label * (max coordinate + 1) so classes never overlap,
+    // IoU in float32 on the offset boxes (the offset changes the rounding: it is kept for identical results)
+    float max_coordinate = 0.f;
+    for (const Candidate& c : candidates)
+        for (float v : c.box) max_coordinate = std::max(max_coordinate, v);
+    const float offset_unit = max_coordinate + 1.f;
+    std::vector<std::array<float, 4>> shifted(candidates.size());
+    std::vector<float> areas(candidates.size());
+    for (size_t i = 0; i < candidates.size(); ++i) {
+        const float offset = float(candidates[i].label) * offset_unit;
+        for (int k = 0; k < 4; ++k) shifted[i][k] = candidates[i].box[k] + offset;
+        areas[i] = (shifted[i][2] - shifted[i][0]) * (shifted[i][3] - shifted[i][1]);
+    }
+    std::vector<int> kept;
+    for (int index : order) {
+        if (int(kept.size()) >= config.max_detections) break;
+        const auto& a = shifted[index];
+        bool suppressed = false;
+        for (int k : kept) {
+            if (candidates[k].label != candidates[index].label) continue;  // offset boxes never overlap
+            const auto& b = shifted[k];
+            const float w = std::min(a[2], b[2]) - std::max(a[0], b[0]);
+            const float h = std::min(a[3], b[3]) - std::max(a[1], b[1]);
+            const float inter = std::max(w, 0.f) * std::max(h, 0.f);
+            if (inter / (areas[index] + areas[k] - inter) > config.iou_threshold) {
+                suppressed = true;
+                break;
+            }
+        }
+        if (!suppressed) kept.push_back(index);
+    }
+
+    // back to the image: the four corners through the inverse resize matrix, their bounding box, clipped
+    const Matrix3 inv = inverse(matrix);
+    std::vector<Detection> detections;
+    detections.reserve(kept.size());
+    for (int index : kept) {
+        const Candidate& c = candidates[index];
+        const double corners[4][2] = {{c.box[0], c.box[1]}, {c.box[2], c.box[3]}, {c.box[0], c.box[3]},
+                                      {c.box[2], c.box[1]}};
+        double x1 = 1e300, y1 = 1e300, x2 = -1e300, y2 = -1e300;
+        for (const auto& p : corners) {
+            const double z = inv[6] * p[0] + inv[7] * p[1] + inv[8];
+            const double x = (inv[0] * p[0] + inv[1] * p[1] + inv[2]) / z;
+            const double y = (inv[3] * p[0] + inv[4] * p[1] + inv[5]) / z;
+            x1 = std::min(x1, x), y1 = std::min(y1, y), x2 = std::max(x2, x), y2 = std::max(y2, y);
+        }
+        const auto clip = [](double v, double hi) { return float(std::min(std::max(v, 0.0), hi)); };
+        detections.push_back({clip(x1, image_width), clip(y1, image_height), clip(x2, image_width),
+                              clip(y2, image_height), c.score, c.label});
+    }
+    return detections;
+}
+
+}  // namespace nanodet

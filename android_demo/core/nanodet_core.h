@@ -1,0 +1,55 @@
+// NanoDet-Plus pre- and post-processing in plain C++17: no Android, no ncnn types in the interface.
+//
+// The same steps as nanodet_deploy.processing (Python), so the app gives the boxes the toolkit gives:
+//   preprocess: NanoDet's resize matrix, bilinear warp, (x - mean) / std, BGR planar float [3, H, W];
+//   decode: GFL integral over reg_max+1 bins per side at priors (x*s, y*s), boxes clamped to the input;
+//   NMS: multi-label candidates (score > score_thr), per-class greedy NMS with IoU > iou_thr suppressing,
+//        computed as torchvision's batched_nms does (float32, boxes offset per class), best max_dets kept;
+//   boxes mapped back through the inverse resize matrix and clipped to the image.
+// Every model constant comes from ModelConfig, which the app fills from the export's nanodet.json.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace nanodet {
+
+struct ModelConfig {  // no defaults on purpose: every value comes from the export's manifest
+    int input_width = 0;
+    int input_height = 0;
+    int num_classes = 0;
+    int reg_max = 0;
+    std::vector<int> strides;
+    std::array<float, 3> mean{};  // B, G, R
+    std::array<float, 3> std{};
+    bool keep_ratio = false;
+    float score_threshold = 0.f;
+    float iou_threshold = 0.f;
+    int max_detections = 0;
+
+    int num_points() const;                            // rows of the raw output
+    int channels() const { return num_classes + 4 * (reg_max + 1); }
+};
+
+struct Detection {
+    float x1, y1, x2, y2;  // original-image pixels
+    float score;
+    int label;
+};
+
+using Matrix3 = std::array<double, 9>;  // row-major 3x3
+
+// NanoDet's get_resize_matrix: image (w, h) -> network input.
+Matrix3 resize_matrix(int image_width, int image_height, const ModelConfig& config);
+
+// Interleaved BGR8 image (row stride in bytes) -> planar float tensor [3, H, W], and the matrix used.
+std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
+                              Matrix3* matrix_out);
+
+// Raw output [num_points, channels] (class scores after sigmoid, then distance logits) -> detections in
+// original-image pixels, best first.
+std::vector<Detection> postprocess(const float* raw, const Matrix3& matrix, int image_width, int image_height,
+                                   const ModelConfig& config);
+
+}  // namespace nanodet
