@@ -60,7 +60,8 @@ def main() -> None:
                                               model, convs, tensors)
     num_outputs = processing.num_classes + 4 * (processing.reg_max + 1)
     parts = {name: set(pick(model, num_outputs)) for name, pick in ncnn_converter.FLOAT_PARTS.items()}
-    print(f"FP32 val-dev mAP: {val_map(NcnnRuntime(folder / 'model.param', folder / 'model.bin'), processing, coco_set):.4f}")
+    fp32 = NcnnRuntime(folder / "model.param", folder / "model.bin")
+    print(f"FP32 val-dev mAP: {val_map(fp32, processing, coco_set):.4f}")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         for method in args.methods.split(","):

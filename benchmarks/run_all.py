@@ -30,7 +30,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    results = bench.run(SHARED / "weights/nanodet-plus-m_416.pth", sizes=[(int(s), int(s)) for s in args.sizes.split(",")],
+    sizes = [(int(s), int(s)) for s in args.sizes.split(",")]
+    results = bench.run(SHARED / "weights/nanodet-plus-m_416.pth", sizes=sizes,
                         threads=[int(t) for t in args.threads.split(",")], runs=args.runs, export_root=args.work,
                         calib=CALIB, images=VAL_IMAGES, ann=SHARED / "coco/val-dev/instances.json")
     rows = bench.rows(results)

@@ -237,7 +237,7 @@ def artifact_size(directory: Path, manifest) -> int:
     return sum((Path(directory) / name).stat().st_size for key, name in manifest.files.items() if key != "table")
 
 
-def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=("fp32", "fp16", "int8", "bf16"), sizes=None, threads=(2,),
+def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECISIONS, sizes=None, threads=(2,),
         runs: int = 100, warmup: int = 10, export_root: str | Path | None = None, calib=None, images=None,
         ann=None, memory: bool = True, progress=None, log=print) -> list[CellResult]:
     """Benchmark every cell of the plan; see the module docstring. ``sizes`` default to the model's own."""

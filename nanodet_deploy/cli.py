@@ -39,6 +39,12 @@ def _one_line_errors(command):
                 raise
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a file system failure the library did not name: still one line, no traceback
+            if _state["debug"]:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            typer.echo(f"error: {where}{e.strerror or e}", err=True)
+            raise typer.Exit(1) from None
     return wrapper
 
 

@@ -81,8 +81,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
                   unsafe=unsafe_load)
     processing = processing_config(loaded.spec)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
+    staging = _staging_folder(out)
     try:
         files, conversion, packages = converter.convert(
             loaded.module, processing, staging, precision=precision, opset=opset or DEFAULT_OPSET,
@@ -136,6 +135,18 @@ def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, 
     report.artifact, report.precision = str(directory), manifest.precision  # export() sets the final place
     report.inputs = "synthetic" if images is None else "images"
     return report.apply(budgets or Budgets())
+
+
+def _staging_folder(out: Path) -> Path:
+    """A fresh folder beside ``out`` to build the export in (same file system: publishing is a rename)."""
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{out}: cannot write an export there ({folder} is a file, not a folder)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
+    except OSError as e:
+        raise UsageError(f"{out}: cannot write an export there ({e.strerror})") from None
 
 
 def _publish(staging: Path, out: Path) -> Path:

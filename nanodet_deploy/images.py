@@ -37,6 +37,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:].tobytes():
+        # a JPEG cut short: some decoders return its top part padded with grey instead of failing
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"{path}: not a decodable image")

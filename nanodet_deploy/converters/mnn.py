@@ -22,7 +22,6 @@ from . import onnx as onnx_converter
 from . import tools
 from .calibration import check_keep_float
 
-TOOL_TIMEOUT_S = tools.TOOL_TIMEOUT_S
 FEATURE_METHODS = {"minmax": "EMA", "ema": "EMA", "kl": "KL", "admm": "ADMM"}
 # INT8 (mnnquant) by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images:
 #   feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439;
@@ -30,7 +29,7 @@ FEATURE_METHODS = {"minmax": "EMA", "ema": "EMA", "kl": "KL", "admm": "ADMM"}
 DEFAULT_FLOAT_PARTS = ("stem",)
 
 
-def run_tool(tool: str, args: list[str], timeout: float = TOOL_TIMEOUT_S) -> str:
+def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
     """``_tools.<tool>(argv)`` in a child process; its output, or ExportError with the output's tail."""
     code = f"import sys, _tools; _tools.{tool}(['{tool}'] + sys.argv[1:])"
     return tools.run_tool([sys.executable, "-c", code, *args], f"MNN {tool}", timeout)

@@ -10,6 +10,7 @@ formats; the output keeps our single [N, C + 4*(reg_max+1)] layout.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -39,8 +40,14 @@ DEFAULT_FLOAT_PARTS = ("head",)
 DEFAULT_METHOD = "mse"
 
 
+PNNX_ENV = "NANODET_DEPLOY_PNNX"  # path of a pnnx executable to use instead of the pip package's
+
+
 def pnnx_binary() -> str:
-    """The ``pnnx`` executable installed with the pnnx package (beside this Python), else on PATH."""
+    """$NANODET_DEPLOY_PNNX, else the ``pnnx`` executable installed with the pnnx package (beside this
+    Python), else the one on PATH."""
+    if os.environ.get(PNNX_ENV):
+        return os.environ[PNNX_ENV]
     candidate = Path(sys.executable).with_name("pnnx")
     found = str(candidate) if candidate.exists() else shutil.which("pnnx")
     if found is None:

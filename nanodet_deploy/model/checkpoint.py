@@ -31,7 +31,9 @@ def read_checkpoint(path: str | Path, unsafe: bool = False) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        # torch's two wordings: "GLOBAL x was not an allowed global", and for blocked modules (os, posix,
+        # subprocess, builtins...) "unsupported GLOBAL x whose module y is blocked"
+        found = re.search(r"GLOBAL (\S+) (?:was not an allowed global|whose module)", str(e))
         if found:  # a pickled Python object (class, function) that weights_only refuses to import
             raise CheckpointError(
                 f"{path}: refused to load: the file holds the Python object '{found.group(1)}', and unpickling "

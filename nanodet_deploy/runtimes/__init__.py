@@ -39,7 +39,32 @@ def open_export(directory, manifest, threads: int | None = None, **options):
     if unsupported:
         flags = ", ".join("--" + name.replace("_", "-") for name in sorted(unsupported))
         raise UsageError(f"{flags} does not apply to {manifest.backend} exports")
-    return runtime_class(manifest.backend).from_export(directory, manifest, threads=threads, **options)
+    runtime = runtime_class(manifest.backend).from_export(directory, manifest, threads=threads, **options)
+    check_against_manifest(runtime, manifest, directory)
+    return runtime
+
+
+def check_against_manifest(runtime, manifest, directory) -> None:
+    """One inference on zeros: the artifact must take the manifest's input size and give the output its
+    class count, strides and reg_max imply. A manifest from another export would otherwise give wrong boxes
+    silently (or fail deep inside a backend)."""
+    import numpy as np
+
+    from ..manifest import ManifestError
+
+    cfg = manifest.processing_config()
+    width, height = cfg.input_size
+    try:
+        output = runtime.run(np.zeros((1, 3, height, width), np.float32))
+    except Exception as e:  # each backend has its own exception types for a shape it does not take
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ManifestError(f"{directory}: the model does not run on the manifest's {width}x{height} input "
+                            f"({reason[:200]}); nanodet.json does not belong to this model") from None
+    expected = (1, cfg.num_points, cfg.output_channels)
+    if tuple(output.shape) != expected:
+        raise ManifestError(f"{directory}: the model outputs {tuple(output.shape)}, nanodet.json describes "
+                            f"{expected} ({cfg.num_classes} classes, {width}x{height} input, reg_max "
+                            f"{cfg.reg_max}); it does not belong to this model")
 
 
 __all__ = ["BACKENDS", "Runtime", "open_export", "runtime_class"]
