@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nanodet_deploy.converters.calibration import calibration_images, calibration_tensors
+import numpy as np
+
+from nanodet_deploy.converters.calibration import calibration_images
 from nanodet_deploy.export import export
 from nanodet_deploy.manifest import read_manifest
 
@@ -36,33 +38,40 @@ def released_ncnn(name: str, precision: str, threads: int):
     return NcnnRuntime(param, weights, precision, threads), (param.stat().st_size + weights.stat().st_size) / 1e6
 
 
-def val_tensors(folder: Path, count: int = 20):
-    """Real val-dev input tensors, preprocessed for the export in ``folder``."""
-    processing = read_manifest(folder).processing_config()
-    return list(calibration_tensors(calibration_images(VAL_IMAGES, count), processing))
+def val_images(count: int = 20):
+    """Real val-dev images (BGR), spread over the set."""
+    from nanodet_deploy.images import read_image
+
+    return [read_image(path) for path in calibration_images(VAL_IMAGES, count)]
 
 
 def run_configs(configs, sizes, threads: int, runs: int, work: Path, baseline: str) -> dict:
     """Time every (name, target, precision, runtime options) config interleaved, one run per size; print a
     table with ratios to ``baseline`` and return the rows by size."""
-    from nanodet_deploy.bench import artifact_size, format_table, interleaved_latency
+    from statistics import median
+
+    from nanodet_deploy.bench import artifact_size, format_table, interleaved_stages
     from nanodet_deploy.runtimes import open_export
 
-    report = {}
+    report, images = {}, val_images()
     for size in sizes:
-        runtimes, folders = {}, {}
-        sizes_mb = {}
+        runners, sizes_mb = {}, {}
         for name, target, precision, options in configs:
             if target == "ncnn-release":  # a released ncnn model we did not make: options["model"] names it
-                runtimes[name], sizes_mb[name] = released_ncnn(options["model"].format(size=size), precision, threads)
+                runtime, sizes_mb[name] = released_ncnn(options["model"].format(size=size), precision, threads)
+                runners[name] = (runtime, runners[baseline][1])  # same network input as ours
                 continue
-            folders[name] = ensure_export(work, target, size, precision, threads)
-            runtimes[name] = open_export(folders[name], read_manifest(folders[name]), threads=threads, **options)
-            sizes_mb[name] = artifact_size(folders[name], read_manifest(folders[name])) / 1e6
-        results = interleaved_latency(runtimes, val_tensors(folders[baseline]), runs=runs, warmup=20)
-        base = results[baseline]["median_ms"]
-        rows = [{"config": name, "ran": runtimes[name].precision, **r, "ratio": r["median_ms"] / base,
-                 "size_mb": sizes_mb[name]} for name, r in results.items()]
+            folder = ensure_export(work, target, size, precision, threads)
+            manifest = read_manifest(folder)
+            runners[name] = (open_export(folder, manifest, threads=threads, **options), manifest.processing_config())
+            sizes_mb[name] = artifact_size(folder, manifest) / 1e6
+        # the inference stage: runtime.run on the preprocessed tensor, timed interleaved with the others
+        times = {name: stages["inference"] for name, stages in
+                 interleaved_stages(runners, images, runs=runs, warmup=20).items()}
+        base = median(times[baseline])
+        rows = [{"config": name, "ran": runners[name][0].precision, "median_ms": median(t),
+                 "p90_ms": float(np.percentile(t, 90)), "min_ms": min(t), "ratio": median(t) / base,
+                 "size_mb": sizes_mb[name]} for name, t in times.items()]
         report[size] = rows
         print(f"\n{size}x{size}, {threads} threads, {runs} runs each, interleaved; ratio to {baseline}")
         print(format_table(rows, [("config", "config", "s"), ("ran", "ran", "s"), ("median_ms", "median ms", ".2f"),

@@ -177,22 +177,6 @@ def interleaved_stages(runners: dict, images: list[np.ndarray], runs: int, warmu
     return times
 
 
-def interleaved_latency(runtimes: dict, tensors: list[np.ndarray], runs: int = 100, warmup: int = 10,
-                        progress=None) -> dict[str, dict]:
-    """{name: {median_ms, p90_ms, min_ms}} of ``runtime.run`` alone for every runtime, taking turns per input."""
-    times = {name: [] for name in runtimes}
-    for i in range(warmup + runs):
-        tensor = tensors[i % len(tensors)]
-        for name, runtime in runtimes.items():
-            start = time.perf_counter()
-            runtime.run(tensor)
-            if i >= warmup:
-                times[name].append((time.perf_counter() - start) * 1e3)
-        if progress:
-            progress()
-    return {name: {f"{k}_ms": v for k, v in _stats(values).items()} for name, values in times.items()}
-
-
 _MEMORY_PROBE = """
 import json, resource, sys
 import numpy as np

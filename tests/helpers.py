@@ -25,10 +25,11 @@ def weights(size: int) -> Path:
     return WEIGHTS / f"nanodet-plus-m_{size}.pth"
 
 
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    """Run the real command line (``python -m nanodet_deploy`` is the ``nanodet-deploy`` entry point)."""
+def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run the real command line (``python -m nanodet_deploy`` is the ``nanodet-deploy`` entry point);
+    ``env`` adds environment variables."""
     return subprocess.run([sys.executable, "-m", "nanodet_deploy", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=900)
+                          text=True, cwd=cwd, timeout=900, env={**os.environ, **env} if env else None)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

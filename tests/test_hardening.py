@@ -21,6 +21,7 @@ from nanodet_deploy.export import export
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import MANIFEST_NAME
 from nanodet_deploy.model import load
+from nanodet_deploy.parity import box_iou
 from nanodet_deploy.processing import ProcessingConfig, center_priors, postprocess, warp_matrix
 
 from .helpers import VAL_IMAGES, error_lines, export_cli, run_cli, weights
@@ -164,8 +165,8 @@ def test_a_failing_converter_says_what_it_said(tmp_path, good_onnx):
     tool = fake_tool(tmp_path, 'echo "loading model.pt" ; echo "pnnx: unsupported operator aten::frobnicate" >&2 ; '
                                'exit 3')
     out = tmp_path / "ncnn"
-    result = run_cli_env({"NANODET_DEPLOY_PNNX": str(tool)}, "export", "--to", "ncnn", "--checkpoint",
-                         weights(320), "--out", out)
+    result = run_cli("export", "--to", "ncnn", "--checkpoint", weights(320), "--out", out,
+                     env={"NANODET_DEPLOY_PNNX": str(tool)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert error_lines(result) == ["error: pnnx failed (exit 3): loading model.pt | pnnx: unsupported operator "
                                    "aten::frobnicate"]
@@ -175,18 +176,10 @@ def test_a_failing_converter_says_what_it_said(tmp_path, good_onnx):
 def test_a_hanging_converter_is_stopped_and_nothing_is_left(tmp_path):
     tool = fake_tool(tmp_path, "sleep 60")
     out = tmp_path / "ncnn"
-    result = run_cli_env({"NANODET_DEPLOY_PNNX": str(tool), "NANODET_DEPLOY_TOOL_TIMEOUT": "2"}, "export",
-                         "--to", "ncnn", "--checkpoint", weights(320), "--out", out)
+    result = run_cli("export", "--to", "ncnn", "--checkpoint", weights(320), "--out", out,
+                     env={"NANODET_DEPLOY_PNNX": str(tool), "NANODET_DEPLOY_TOOL_TIMEOUT": "2"})
     assert result.returncode == 1 and error_lines(result) == ["error: pnnx did not finish within 2 s"]
     assert not out.exists() and not leftovers(tmp_path)
-
-
-def run_cli_env(env, *args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "nanodet_deploy", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **env})
 
 
 # ---------------------------------------------------------------- manifests that do not belong
@@ -268,13 +261,6 @@ def _raw(n, seed, density):
     return np.concatenate([scores, rng.normal(0, 3, (n, 32))], axis=1).astype(np.float32)
 
 
-def _iou(a, b):
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
-
-
 @settings(max_examples=60, deadline=None)
 @given(raw=raw_outputs(), width=st.integers(1, 3000), height=st.integers(1, 3000), keep_ratio=st.booleans())
 def test_postprocess_properties(raw, width, height, keep_ratio):
@@ -292,7 +278,7 @@ def test_postprocess_properties(raw, width, height, keep_ratio):
     for i in np.flatnonzero(inside):
         for j in np.flatnonzero(inside):
             if i < j and dets.labels[i] == dets.labels[j]:
-                assert _iou(boxes[i], boxes[j]) <= cfg.iou_thr + 1e-4
+                assert box_iou(boxes[i], boxes[j])[0, 0] <= cfg.iou_thr + 1e-4
 
     # the same network output for the image at twice the size: same detections, boxes twice as large
     double = postprocess(raw, warp_matrix((2 * width, 2 * height), cfg.input_size, keep_ratio),
