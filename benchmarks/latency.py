@@ -55,7 +55,7 @@ def main():
     parser.add_argument("--sizes", default="416")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/work"))
+    parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report = run_configs(SUITES[args.suite], [int(s) for s in args.sizes.split(",")], args.threads, args.runs,
