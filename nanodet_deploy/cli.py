@@ -282,11 +282,12 @@ def export(
     calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Use at most this many.")] = 100,
     calib_method: Annotated[Optional[str], typer.Option(
         "--calib-method", help="Default per target, chosen by measured mAP: onnx minmax (moving average of "
-                               "per-image ranges) | entropy | percentile; mnn ema (= minmax) | kl | admm; "
+                               "per-image ranges) | entropy | percentile; mnn mse (activation-aware ranges) | "
+                               "minmax | ema, kl, admm (MNN's mnnquant); "
                                "ncnn mse (clip minimising squared error) | kl | aciq | minmax.")] = None,
     keep_float: Annotated[Optional[str], typer.Option(
         "--keep-float", help="INT8: parts kept in float, comma-separated from stem, head; 'none' for none. "
-                             "Default per target, chosen by measured mAP: onnx stem,head; openvino head; mnn stem; "
+                             "Default per target, chosen by measured mAP: onnx stem,head; openvino head; mnn stem,head; "
                              "ncnn head.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,

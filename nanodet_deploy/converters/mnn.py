@@ -1,5 +1,10 @@
-"""ONNX -> MNN: FP32, FP16 weights, offline INT8 (calibrated, activations and weights) and weight-only INT8;
-the manifest travels in the model's bizCode.
+"""ONNX -> MNN: FP32, FP16 weights, INT8 (calibrated, activations and weights) and weight-only INT8; the
+manifest travels in the model's bizCode.
+
+INT8 has two routes. The default (``mse`` / ``minmax``): our calibration over the shared preprocessing, written
+as MNN compression parameters that MNN's converter turns into INT8 convolutions (mnn_int8.py), with the parts
+kept in float really left in float. The other (``ema`` / ``kl`` / ``admm``): MNN's offline quantization tool
+``mnnquant``, kept for comparison.
 
 MNN's converter and quantizer are called as library functions (``_tools.mnnconvert`` / ``_tools.mnnquant``)
 in a child process, never through MNN's ``mnnconvert`` / ``mnnquant`` wrapper scripts: those import a logger
@@ -18,17 +23,21 @@ from pathlib import Path
 import cv2
 
 from ..errors import UsageError
+from . import mnn_int8
 from . import onnx as onnx_converter
 from . import tools
-from .calibration import check_keep_float
+from .calibration import calibration_tensors, check_keep_float
 
-FEATURE_METHODS = {"minmax": "EMA", "ema": "EMA", "kl": "KL", "admm": "ADMM"}
-# INT8 (mnnquant) by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images:
-#   feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439;
-#   EMA with the stem (conv1 and the first stage-2 convs) kept in float: 0.3498 once — but MNN 3.6.1's EMA path
-#   never reads skip_quant_op_names (only KL/ADMM do), so that list is recorded, not in effect; the spread is the
-#   calibration set's (16..100 images: 0.3413..0.3599).
-DEFAULT_FLOAT_PARTS = ("stem",)
+MNNQUANT_METHODS = {"ema": "EMA", "kl": "KL", "admm": "ADMM"}
+METHODS = (*mnn_int8.METHODS, *MNNQUANT_METHODS)
+# INT8 by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images.
+#   mnnquant feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439, and 0.3413..0.3599
+#   over 16..100 images; MNN 3.6.1's EMA path never reads skip_quant_op_names (only KL/ADMM do), so nothing can
+#   be kept in float that way.
+#   Compression parameters (mnn_int8.py), activation-aware mse ranges shared per group: stem and head in float
+#   0.3593 (103 of 110 convolutions INT8; minmax 0.3567), head only 0.3587, stem and the whole head 0.3544.
+DEFAULT_METHOD = "mse"
+DEFAULT_FLOAT_PARTS = ("stem", "head")
 
 
 def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
@@ -38,36 +47,79 @@ def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
 
 
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
-            dynamic_batch: bool = False, calib_paths=(), calib_method: str = "minmax", progress=None,
+            dynamic_batch: bool = False, calib_paths=(), calib_method: str = DEFAULT_METHOD, progress=None,
             keep_float=DEFAULT_FLOAT_PARTS, weight_int8: bool = False):
     """The ``--to mnn`` target: ``model.mnn``. Returns (files, conversion, packages)."""
-    import onnx
-
     intermediate = directory / "model.intermediate.onnx"
     conversion = onnx_converter.export_onnx(module, processing.input_size, intermediate, opset=opset,
                                             dynamic_batch=dynamic_batch)
     model = directory / "model.mnn"
-    float_model = model if precision != "int8" else directory / "model.fp32.mnn"
-    flags = ["--fp16"] if precision == "fp16" else ["--weightQuantBits", "8"] if weight_int8 else []
-    run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", intermediate, "--MNNModel", float_model,
-                            "--bizCode", "nanodet-deploy", *flags])
-    conversion["mnn"] = "MNNConvert -f ONNX" + (" " + " ".join(flags) if flags else "")
+    if precision == "int8":
+        conversion.update(_convert_int8(intermediate, model, processing, calib_paths, calib_method.lower(),
+                                        keep_float, progress))
+    else:
+        flags = ["--fp16"] if precision == "fp16" else ["--weightQuantBits", "8"] if weight_int8 else []
+        conversion["mnn"] = _mnnconvert(intermediate, model, flags)
     if weight_int8:
         conversion["weight_int8"] = ("weight-only INT8 (--weightQuantBits 8): smaller file, weights dequantized "
                                      "at load; activations and arithmetic stay float — not an activation-INT8 model")
-    if precision == "int8":
-        skip = _skip_names(onnx.load(str(intermediate)), keep_float)
-        conversion.update(_quantize(float_model, model, processing, calib_paths, calib_method, skip, progress))
-        conversion["keep_float"] = list(keep_float)
-        float_model.unlink()
     intermediate.unlink()
-    return {"model": model.name}, conversion, ("onnx", "onnxsim", "MNN")
+    return {"model": model.name}, conversion, ("onnx", "onnxsim", "onnxruntime", "MNN")
+
+
+def _mnnconvert(onnx_path: Path, model: Path, flags=()) -> str:
+    run_tool("mnnconvert", ["-f", "ONNX", "--modelFile", onnx_path, "--MNNModel", model,
+                            "--bizCode", "nanodet-deploy", *flags])
+    return " ".join(["MNNConvert -f ONNX", *(f for f in flags if not isinstance(f, Path))])
+
+
+def _convert_int8(onnx_path: Path, model: Path, processing, calib_paths, method: str, keep_float,
+                  progress) -> dict:
+    import onnx
+
+    if method not in METHODS:
+        raise UsageError(f"MNN calibration methods: {', '.join(METHODS)} (got '{method}')")
+    check_keep_float(keep_float, onnx_converter.FLOAT_PARTS)
+    onnx_model = onnx.load(str(onnx_path))
+    if method in MNNQUANT_METHODS:
+        float_model = model.with_name("model.fp32.mnn")
+        _mnnconvert(onnx_path, float_model)
+        info = _quantize(float_model, model, processing, calib_paths, method, _skip_names(onnx_model, keep_float),
+                         progress)
+        float_model.unlink()
+    else:
+        params = model.with_name("model.compression.pb")
+        info = _calibrate(onnx_model, params, processing, calib_paths, method, keep_float, progress)
+        info["mnn"] = _mnnconvert(onnx_path, model, ["--compressionParamsFile", params])
+        params.unlink()
+    return {**info, "keep_float": list(keep_float)}
+
+
+def _float_convs(onnx_model, keep_float) -> set[str]:
+    return {name for part in keep_float for name in onnx_converter.FLOAT_PARTS[part](onnx_model)}
+
+
+def _calibrate(onnx_model, params_path: Path, processing, calib_paths, method: str, keep_float,
+               progress) -> dict:
+    """Calibrate the FP32 ONNX model on the images and write MNN's compression parameters to ``params_path``."""
+    convs = mnn_int8.quantized_convs(onnx_model, _float_convs(onnx_model, keep_float))
+    names = sorted({c.input[0] for c in convs} | {c.output[0] for c in convs})
+    tensors = list(calibration_tensors(calib_paths, processing))
+    advance = progress("calibrating (2 passes)", 2 * len(tensors)) if progress else None
+    statistics = mnn_int8.collect_statistics(onnx_model, names, tensors, advance)
+    layers = mnn_int8.layer_parameters(onnx_model, convs, statistics, method)
+    params_path.write_bytes(mnn_int8.compression_params(layers))
+    quantized = {c.name for c in convs}
+    return {"int8": "nanodet-deploy calibration -> MNN compression parameters (activations and weights)",
+            "calibration_method": method, "calibration_images": len(tensors),
+            "activations": "int8 per tensor, asymmetric", "weights": "int8 per output channel",
+            "int8_layers": len(layers), "float_layers": [n.name for n in onnx_model.graph.node
+                                                         if n.op_type == "Conv" and n.name not in quantized]}
 
 
 def _skip_names(onnx_model, keep_float) -> list[str]:
     """MNN op names (= the ONNX output names) of the convs in the parts kept in float."""
-    check_keep_float(keep_float, onnx_converter.FLOAT_PARTS)
-    names = {name for part in keep_float for name in onnx_converter.FLOAT_PARTS[part](onnx_model)}
+    names = _float_convs(onnx_model, keep_float)
     return [n.output[0] for n in onnx_model.graph.node if n.name in names and n.op_type == "Conv"]
 
 
@@ -78,9 +130,7 @@ def _quantize(src: Path, dst: Path, processing, calib_paths, calib_method: str, 
     from ..images import read_image
     from ..processing import warp_matrix
 
-    method = FEATURE_METHODS.get(calib_method.lower())
-    if method is None:
-        raise UsageError(f"MNN calibration methods: {', '.join(FEATURE_METHODS)} (got '{calib_method}')")
+    method = MNNQUANT_METHODS[calib_method]
     advance = progress("calibration images", len(calib_paths)) if progress else None
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".calib.") as folder:
         for i, path in enumerate(calib_paths):
@@ -98,7 +148,8 @@ def _quantize(src: Path, dst: Path, processing, calib_paths, calib_method: str, 
         run_tool("mnnquant", [src, dst, config_path])
     dst.with_name(dst.name + ".json").unlink(missing_ok=True)  # mnnquant writes its config beside the model
     return {"int8": "mnnquant (offline, activations and weights)", "feature_quantize_method": method,
-            "weight_quantize_method": "MAX_ABS", "calibration_images": len(calib_paths), "skipped_ops": skip}
+            "weight_quantize_method": "MAX_ABS", "calibration_images": len(calib_paths),
+            "skipped_ops": skip if method != "EMA" else "none: MNN 3.6.1's EMA path ignores skip_quant_op_names"}
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:
