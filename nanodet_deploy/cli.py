@@ -247,6 +247,8 @@ def _parity_table(reports) -> Table:
             f"{r.agreement:.4f} of {r.reference_detections}"),
         ("mAP reference → artifact", lambda r: "-" if r.map_artifact is None else
             f"{r.map_reference:.4f} → {r.map_artifact:.4f} vs {r.map_against}"),
+        ("mAP points lost by class", lambda r: "-" if not r.map_drop_by_class else ", ".join(
+            f"{x['class']} ({x['instances']} obj) {x['map_points']:.2f}" for x in r.map_drop_by_class[:3])),
         ("budgets", lambda r: ", ".join(f"{c['metric']} {c['budget']}" for c in r.checks)),
         ("verdict", verdict),
     ]

@@ -49,22 +49,45 @@ def _results(detections, category_ids) -> list[dict]:
             for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels)]
 
 
-def _cocoeval(gt, results: list[dict], image_ids) -> dict:
+def _cocoeval(gt, results: list[dict], image_ids, per_class: bool = False) -> dict:
     from pycocotools.cocoeval import COCOeval
 
+    image_ids = list(image_ids)
     if not results:
-        return {name: 0.0 for name in METRIC_NAMES}
+        metrics = {name: 0.0 for name in METRIC_NAMES}
+        return {**metrics, "per_class": _class_ap(gt, None, image_ids)} if per_class else metrics
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
-        evaluator.params.imgIds = list(image_ids)
+        evaluator.params.imgIds = image_ids
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+    metrics = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+    return {**metrics, "per_class": _class_ap(gt, evaluator, image_ids)} if per_class else metrics
 
 
-def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], num_classes: int) -> dict:
-    """mAP@[.5:.95], mAP50, mAP75 and by size, over every image of the set."""
+def _class_ap(gt, evaluator, image_ids) -> dict[int, dict]:
+    """Category id -> {name, instances, ap} for every category with annotated (non-crowd) objects in the
+    images. mAP@[.5:.95] is the mean of these APs, so a class with one object weighs as much as one with
+    hundreds: on a small set, one object's detection moving a rank can move mAP by most of a point."""
+    out = {}
+    for k, category in enumerate(sorted(gt.getCatIds())):
+        instances = len(gt.getAnnIds(imgIds=image_ids, catIds=[category], iscrowd=False))
+        if not instances:
+            continue
+        ap = 0.0
+        if evaluator is not None:
+            precision = evaluator.eval["precision"][:, :, k, 0, -1]  # IoU x recall, all areas, 100 detections
+            ap = float(precision[precision > -1].mean()) if (precision > -1).any() else 0.0
+        out[category] = {"name": gt.loadCats(category)[0].get("name", str(category)), "instances": instances,
+                         "ap": ap}
+    return out
+
+
+def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], num_classes: int,
+             per_class: bool = False) -> dict:
+    """mAP@[.5:.95], mAP50, mAP75 and by size, over every image of the set; with ``per_class``, also
+    ``per_class``: category id -> {name, instances, ap}."""
     from pycocotools.coco import COCO
 
     if len(coco_set.category_ids) != num_classes:
@@ -72,7 +95,7 @@ def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], nu
                          f"{num_classes} classes")
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(coco_set.ann_file))
-    return _cocoeval(gt, _results(detections, coco_set.category_ids), [i for i, _ in coco_set.images])
+    return _cocoeval(gt, _results(detections, coco_set.category_ids), [i for i, _ in coco_set.images], per_class)
 
 
 def map_against_detections(reference: list[Detections], candidate: list[Detections], num_classes: int,

@@ -55,6 +55,7 @@ class ParityReport:
     map_reference: float | None = None
     map_artifact: float | None = None
     map_drop: float | None = None
+    map_drop_by_class: list[dict] | None = None  # the classes that lost the most, against annotations
     checks: list[dict] = field(default_factory=list)
     passed: bool = True
 
@@ -144,8 +145,10 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
     if coco_set is not None:
         ids = [image_id for image_id, _ in coco_set.images]
         report.map_against = "annotations"
-        report.map_reference = coco_map(coco_set, zip(ids, ref_dets), c)["map"]
-        report.map_artifact = coco_map(coco_set, zip(ids, art_dets), c)["map"]
+        reference_map = coco_map(coco_set, zip(ids, ref_dets), c, per_class=True)
+        artifact_map = coco_map(coco_set, zip(ids, art_dets), c, per_class=True)
+        report.map_reference, report.map_artifact = reference_map["map"], artifact_map["map"]
+        report.map_drop_by_class = class_losses(reference_map["per_class"], artifact_map["per_class"])
     elif total:
         report.map_against = "pytorch"
         report.map_reference, report.map_artifact = 1.0, map_against_detections(ref_dets, art_dets, c,
@@ -153,6 +156,17 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
     if report.map_reference is not None:
         report.map_drop = report.map_reference - report.map_artifact
     return report
+
+
+def class_losses(reference: dict[int, dict], artifact: dict[int, dict], top: int = 5) -> list[dict]:
+    """The ``top`` classes whose AP fell most, each with its object count and its share of the mAP change in
+    points (AP change / number of classes present; over all classes these shares sum to the mAP change)."""
+    present = len(reference)
+    losses = [{"class": r["name"], "category_id": category, "instances": r["instances"],
+               "ap_reference": r["ap"], "ap_artifact": artifact[category]["ap"],
+               "map_points": 100 * (artifact[category]["ap"] - r["ap"]) / present}
+              for category, r in reference.items()]
+    return sorted((x for x in losses if x["map_points"] < 0), key=lambda x: x["map_points"])[:top]
 
 
 def agreement_counts(reference: Detections, candidate: Detections, min_score: float = AGREEMENT_MIN_SCORE,
