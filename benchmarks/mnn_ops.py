@@ -1,0 +1,91 @@
+"""Where MNN's time goes, per op type, FP32 against INT8: why MNN INT8 is slower than its FP32 on x86.
+
+    python benchmarks/mnn_ops.py [--size 416] [--threads 2] [--runs 50] [--work DIR]
+
+Exports the shared nanodet-plus-m weights to MNN FP32 and INT8 into --work once (INT8 calibrated on
+calib-train), then runs both through MNN's Interpreter/Session API with a per-op callback
+(``runSessionWithCallBackInfo``), the two models taking turns run by run on real val-dev input tensors. The
+callbacks cost time of their own, so the totals are above ``latency.py``'s; compare op types, not totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+
+from _exports import ensure_export, val_images
+from nanodet_deploy.manifest import read_manifest
+
+
+class OpProfile:
+    """One MNN session and the time it spends per op type (MNN's own type names, "[ DT_INT8 ]" for int8 ops)."""
+
+    def __init__(self, model: Path, threads: int):
+        import MNN
+
+        self.interpreter = MNN.Interpreter(str(model))
+        self.session = self.interpreter.createSession({"numThread": threads, "precision": "high"})
+        self.input = self.interpreter.getSessionInput(self.session)
+        self.seconds, self.calls, self.totals = Counter(), Counter(), []
+
+    def run(self, tensor: np.ndarray) -> None:
+        import MNN
+
+        self.input.copyFrom(MNN.Tensor(tensor.shape, MNN.Halide_Type_Float, tensor, MNN.Tensor_DimensionType_Caffe))
+        started = [0.0]
+
+        def begin(tensors, op):
+            started[0] = time.perf_counter()
+            return True
+
+        def end(tensors, op):
+            self.seconds[op.getType()] += time.perf_counter() - started[0]
+            self.calls[op.getType()] += 1
+            return True
+
+        t0 = time.perf_counter()
+        self.interpreter.runSessionWithCallBackInfo(self.session, begin, end)
+        self.totals.append(time.perf_counter() - t0)
+
+
+def main():
+    from nanodet_deploy.processing import preprocess
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=416, choices=(320, 416))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work")
+    args = parser.parse_args()
+
+    profiles, processing = {}, None
+    for precision in ("fp32", "int8"):
+        folder = ensure_export(args.work, "mnn", args.size, precision, args.threads)
+        processing = read_manifest(folder).processing_config()
+        profiles[precision] = OpProfile(folder / "model.mnn", args.threads)
+    tensors = [preprocess(image, processing)[0] for image in val_images()]
+    for profile in profiles.values():  # warm-up
+        for tensor in tensors[:3]:
+            profile.run(tensor)
+        profile.seconds.clear(), profile.calls.clear(), profile.totals.clear()
+    for i in range(args.runs):
+        for profile in profiles.values():
+            profile.run(tensors[i % len(tensors)])
+
+    fp32, int8 = profiles["fp32"], profiles["int8"]
+    print(f"MNN {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved; "
+          f"median total with callbacks: FP32 {1e3 * median(fp32.totals):.2f} ms, "
+          f"INT8 {1e3 * median(int8.totals):.2f} ms")
+    print(f"{'op type':34s} {'FP32 ms':>8s} {'calls':>6s} {'INT8 ms':>8s} {'calls':>6s}")
+    for op in sorted(set(fp32.seconds) | set(int8.seconds), key=lambda o: -(fp32.seconds[o] + int8.seconds[o])):
+        print(f"{op:34s} {1e3 * fp32.seconds[op] / args.runs:8.2f} {fp32.calls[op] // args.runs:6d} "
+              f"{1e3 * int8.seconds[op] / args.runs:8.2f} {int8.calls[op] // args.runs:6d}")
+
+
+if __name__ == "__main__":
+    main()
