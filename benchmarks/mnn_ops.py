@@ -6,6 +6,7 @@ Exports the shared nanodet-plus-m weights to MNN FP32 and INT8 into --work once 
 calib-train), then runs both through MNN's Interpreter/Session API with a per-op callback
 (``runSessionWithCallBackInfo``), the two models taking turns run by run on real val-dev input tensors. The
 callbacks cost time of their own, so the totals are above ``latency.py``'s; compare op types, not totals.
+Each figure is the median over runs of the time one run spends in that op type.
 """
 
 from __future__ import annotations
@@ -31,26 +32,35 @@ class OpProfile:
         self.interpreter = MNN.Interpreter(str(model))
         self.session = self.interpreter.createSession({"numThread": threads, "precision": "high"})
         self.input = self.interpreter.getSessionInput(self.session)
-        self.seconds, self.calls, self.totals = Counter(), Counter(), []
+        self.runs: list[Counter] = []  # per run: op type -> seconds
+        self.calls, self.totals = Counter(), []
 
     def run(self, tensor: np.ndarray) -> None:
         import MNN
 
         self.input.copyFrom(MNN.Tensor(tensor.shape, MNN.Halide_Type_Float, tensor, MNN.Tensor_DimensionType_Caffe))
-        started = [0.0]
+        started, seconds = [0.0], Counter()
 
         def begin(tensors, op):
             started[0] = time.perf_counter()
             return True
 
         def end(tensors, op):
-            self.seconds[op.getType()] += time.perf_counter() - started[0]
+            seconds[op.getType()] += time.perf_counter() - started[0]
             self.calls[op.getType()] += 1
             return True
 
         t0 = time.perf_counter()
         self.interpreter.runSessionWithCallBackInfo(self.session, begin, end)
         self.totals.append(time.perf_counter() - t0)
+        self.runs.append(seconds)
+
+    def reset(self) -> None:
+        self.runs, self.calls, self.totals = [], Counter(), []
+
+    def median_ms(self, op: str) -> float:
+        """Median over runs of the time one run spends in ``op`` (medians: this machine class is noisy)."""
+        return 1e3 * median(run[op] for run in self.runs)
 
 
 def main():
@@ -72,7 +82,7 @@ def main():
     for profile in profiles.values():  # warm-up
         for tensor in tensors[:3]:
             profile.run(tensor)
-        profile.seconds.clear(), profile.calls.clear(), profile.totals.clear()
+        profile.reset()
     for i in range(args.runs):
         for profile in profiles.values():
             profile.run(tensors[i % len(tensors)])
@@ -82,9 +92,9 @@ def main():
           f"median total with callbacks: FP32 {1e3 * median(fp32.totals):.2f} ms, "
           f"INT8 {1e3 * median(int8.totals):.2f} ms")
     print(f"{'op type':34s} {'FP32 ms':>8s} {'calls':>6s} {'INT8 ms':>8s} {'calls':>6s}")
-    for op in sorted(set(fp32.seconds) | set(int8.seconds), key=lambda o: -(fp32.seconds[o] + int8.seconds[o])):
-        print(f"{op:34s} {1e3 * fp32.seconds[op] / args.runs:8.2f} {fp32.calls[op] // args.runs:6d} "
-              f"{1e3 * int8.seconds[op] / args.runs:8.2f} {int8.calls[op] // args.runs:6d}")
+    for op in sorted(set(fp32.calls) | set(int8.calls), key=lambda o: -(fp32.median_ms(o) + int8.median_ms(o))):
+        print(f"{op:34s} {fp32.median_ms(op):8.2f} {fp32.calls[op] // args.runs:6d} "
+              f"{int8.median_ms(op):8.2f} {int8.calls[op] // args.runs:6d}")
 
 
 if __name__ == "__main__":
