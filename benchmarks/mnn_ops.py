@@ -32,8 +32,7 @@ class OpProfile:
         self.interpreter = MNN.Interpreter(str(model))
         self.session = self.interpreter.createSession({"numThread": threads, "precision": "high"})
         self.input = self.interpreter.getSessionInput(self.session)
-        self.runs: list[Counter] = []  # per run: op type -> seconds
-        self.calls, self.totals = Counter(), []
+        self.reset()
 
     def run(self, tensor: np.ndarray) -> None:
         import MNN
@@ -56,7 +55,8 @@ class OpProfile:
         self.runs.append(seconds)
 
     def reset(self) -> None:
-        self.runs, self.calls, self.totals = [], Counter(), []
+        self.runs: list[Counter] = []  # per run: op type -> seconds
+        self.calls, self.totals = Counter(), []
 
     def median_ms(self, op: str) -> float:
         """Median over runs of the time one run spends in ``op`` (medians: this machine class is noisy)."""

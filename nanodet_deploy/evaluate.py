@@ -52,17 +52,16 @@ def _results(detections, category_ids) -> list[dict]:
 def _cocoeval(gt, results: list[dict], image_ids, per_class: bool = False) -> dict:
     from pycocotools.cocoeval import COCOeval
 
-    image_ids = list(image_ids)
-    if not results:
-        metrics = {name: 0.0 for name in METRIC_NAMES}
-        return {**metrics, "per_class": _class_ap(gt, None, image_ids)} if per_class else metrics
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
-        evaluator.params.imgIds = image_ids
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    metrics = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+    image_ids, evaluator = list(image_ids), None
+    metrics = {name: 0.0 for name in METRIC_NAMES}
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+            evaluator.params.imgIds = image_ids
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        metrics = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
     return {**metrics, "per_class": _class_ap(gt, evaluator, image_ids)} if per_class else metrics
 
 
@@ -75,7 +74,7 @@ def _class_ap(gt, evaluator, image_ids) -> dict[int, dict]:
         instances = len(gt.getAnnIds(imgIds=image_ids, catIds=[category], iscrowd=False))
         if not instances:
             continue
-        ap = 0.0
+        ap = 0.0  # no detections at all
         if evaluator is not None:
             precision = evaluator.eval["precision"][:, :, k, 0, -1]  # IoU x recall, all areas, 100 detections
             ap = float(precision[precision > -1].mean()) if (precision > -1).any() else 0.0
