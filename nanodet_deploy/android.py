@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .files import atomic_path
-from .manifest import MANIFEST_NAME, read_manifest
+from .manifest import MANIFEST_NAME, ManifestError, inside, read_manifest
 
 ASSETS = Path("app/src/main/assets")
 
@@ -23,12 +23,15 @@ def install_into_app(export_dir: str | Path, app_dir: str | Path) -> list[Path]:
     if manifest.backend != "ncnn":
         raise UsageError(f"{export_dir}: a {manifest.backend} export; the Android demo runs ncnn exports "
                          f"(nanodet-deploy export --to ncnn)")
+    if "weights" not in manifest.files:
+        raise ManifestError(f"{export_dir / MANIFEST_NAME}: an ncnn export lists its weights file (files.weights)")
     assets = app_dir / ASSETS
     assets.mkdir(parents=True, exist_ok=True)
     written = []
+    # read_manifest checked every name: plain names of regular files inside export_dir, checksums matching
     for name in [manifest.files["model"], manifest.files["weights"], MANIFEST_NAME]:
         with atomic_path(assets / name) as tmp:
-            shutil.copyfile(export_dir / name, tmp)
+            shutil.copyfile(inside(export_dir, name), tmp)
         written.append(assets / name)
     for old in assets.glob("*"):  # a previous model's files under other names
         if old.suffix in (".param", ".bin") and old not in written:

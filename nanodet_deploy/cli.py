@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import ImageError, NanodetDeployError
+from .images import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Take NanoDet-Plus from PyTorch to ONNX Runtime, OpenVINO, MNN and ncnn — and check "
@@ -37,15 +38,25 @@ def _one_line_errors(command):
         except NanodetDeployError as e:
             if _state["debug"]:
                 raise
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {printable(e)}", err=True)
             raise typer.Exit(e.exit_code) from None
         except OSError as e:  # a file system failure the library did not name: still one line, no traceback
             if _state["debug"]:
                 raise
             where = f"{e.filename}: " if e.filename else ""
-            typer.echo(f"error: {where}{e.strerror or e}", err=True)
+            typer.echo(f"error: {printable(where)}{printable(e.strerror or e)}", err=True)
             raise typer.Exit(1) from None
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, ``docker stop``): unwinds like Ctrl-C, so every ``finally`` removes its staging
+    and temporary folders and child converters are ended."""
+
+
+def _terminate(signum, frame):
+    _state["terminated"] = True
+    raise Terminated()
 
 
 def _parse_size(value: Optional[str]) -> Optional[tuple[int, int]]:
@@ -127,7 +138,7 @@ def infer(
     import cv2
 
     from .files import atomic_path, write_text_atomic
-    from .images import collect_images, draw_detections, read_image
+    from .images import collect_images, draw_detections, json_path, read_image
 
     paths = collect_images(images)
     detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
@@ -140,11 +151,11 @@ def infer(
             try:
                 image = read_image(path)
             except ImageError as e:
-                err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+                err_console.print(f"error: {printable(e)}", markup=False, highlight=False, soft_wrap=True)
                 failed += 1
                 continue
             dets = detector(image)
-            entries.append({"image": str(path), "width": image.shape[1], "height": image.shape[0],
+            entries.append({"image": json_path(path), "width": image.shape[1], "height": image.shape[0],
                             "detections": dets.to_list(detector.class_names)})
             if save_vis:
                 with atomic_path(save_vis / f"{path.stem}.jpg") as tmp:
@@ -160,7 +171,7 @@ def infer(
     for entry in entries[:20]:
         dets = entry["detections"]
         best = f"{dets[0]['name']} {dets[0]['score']:.2f}" if dets else "-"
-        table.add_row(Path(entry["image"]).name, str(len(dets)), str(sum(d["score"] >= 0.3 for d in dets)), best)
+        table.add_row(printable(Path(entry["image"]).name), str(len(dets)), str(sum(d["score"] >= 0.3 for d in dets)), best)
     if len(entries) > 20:
         table.add_row(f"… {len(entries) - 20} more", "", "", "")
     console.print(table)
@@ -349,6 +360,9 @@ def export(
     if result.report.inputs == "synthetic":
         console.print("note: the gate compared tensors on synthetic inputs only; pass --verify-images (and "
                       "--verify-ann) for detection agreement and mAP", soft_wrap=True)
+    elif result.report.inputs == "calibration images":
+        console.print("note: INT8 was gated on its calibration images; pass --verify-images (and --verify-ann) "
+                      "for agreement and mAP on images it was not calibrated on", soft_wrap=True)
     if not result.accepted:
         err_console.print(f"rejected: the artifact is over budget; moved to {result.directory}")
         raise typer.Exit(1)
@@ -510,4 +524,12 @@ def models():
 
 
 def main():
-    app()
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()  # click reports Ctrl-C (and so SIGTERM) as "Aborted!" after every cleanup ran
+    except SystemExit:
+        if _state.get("terminated"):
+            raise SystemExit(128 + signal.SIGTERM) from None  # the shell's convention for "killed by SIGTERM"
+        raise

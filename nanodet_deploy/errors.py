@@ -21,6 +21,10 @@ class CheckpointError(UsageError):
     """A checkpoint file that is unreadable or does not match the model."""
 
 
+class ArtifactError(UsageError):
+    """An exported model file its backend cannot load or run, or one that is not what its manifest says."""
+
+
 class ImageError(NanodetDeployError):
     """An image that cannot be read or decoded."""
 

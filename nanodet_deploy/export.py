@@ -1,12 +1,15 @@
 """``export()``: checkpoint -> artifact in a target format and precision -> manifest -> parity gate.
 
-Everything is built in a staging folder beside ``out`` and moved into place only when the parity gate passes;
-an artifact over budget goes to ``out/rejected/`` (with its parity.json) and a previous good export in
-``out`` stays untouched.
+Everything is built in a staging folder inside ``out`` (the same file system even when ``out`` is a mount
+point, so publishing is a rename) and moved into place only when the parity gate passes; an artifact over
+budget goes to ``out/rejected/`` (with its parity.json) and a previous good export in ``out`` stays untouched.
+Temporary files of the converters and libraries go inside the staging folder too, and all of it is removed on
+any failure, Ctrl-C or SIGTERM. Only files inside ``out`` are ever replaced or deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 import tempfile
@@ -14,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
-from .manifest import MANIFEST_NAME, Manifest, package_versions, read_manifest, write_manifest
+from .files import temporary_files_in
+from .manifest import (MANIFEST_NAME, Manifest, ManifestError, file_checksum, is_plain_name,
+                       package_versions, read_manifest, write_manifest)
 from .parity import Budgets, ParityReport, compare, synthetic_images, write_report
 
 PARITY_NAME = "parity.json"
@@ -77,18 +82,21 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     converter = importlib.import_module(f"{__package__}.converters.{module_name}")
     calib_paths = calibration_images(calib, calib_images) if precision == "int8" else []
     budgets = budgets or Budgets()
-    loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
-                  unsafe=unsafe_load)
-    processing = processing_config(loaded.spec)
     out = Path(out)
-    staging = _staging_folder(out)
+    created = not out.exists()
+    staging = _staging_folder(out)  # an unwritable destination fails here, before any work
     try:
-        files, conversion, packages = converter.convert(
+        loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
+                      unsafe=unsafe_load)
+        processing = processing_config(loaded.spec)
+        with temporary_files_in(staging / ".tmp"), _naming(out):
+            files, conversion, packages = converter.convert(
             loaded.module, processing, staging, precision=precision, opset=opset or DEFAULT_OPSET,
             dynamic_batch=dynamic_batch, calib_paths=calib_paths, progress=progress,
             **({} if calib_method is None else {"calib_method": calib_method}),
             **({} if keep_float is None else {"keep_float": tuple(keep_float)}),
             **({"weight_int8": True} if weight_int8 else {}))
+        shutil.rmtree(staging / ".tmp", ignore_errors=True)
         precision = "weight-int8" if weight_int8 else precision
         spec = loaded.spec
         manifest = Manifest(
@@ -100,18 +108,27 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
             versions=package_versions("torch", *packages),
             conversion={"target": to, "checkpoint": str(Path(loaded.checkpoint).resolve()),
                         "architecture": spec.architecture(), **conversion})
-        converter.embed_manifest(staging / files["model"], manifest.to_json())
-        write_manifest(staging, manifest)
+        with _naming(out):
+            converter.embed_manifest(staging / files["model"], manifest.to_json())
+            write_manifest(staging, manifest)
         from .runtimes.torch import TorchRuntime
 
-        report = gate(staging, TorchRuntime(loaded.module, threads=threads), manifest, verify_images,
-                      verify_ann, budgets, threads, progress, infer_precision=infer_precision)
+        # INT8 is always gated on real images: without --verify-images, on the calibration images (its label-free
+        # floors need real content; on synthetic noise a broken calibration scores like a good one)
+        on_calibration = precision == "int8" and verify_images is None
+        report = gate(staging, TorchRuntime(loaded.module, threads=threads), manifest,
+                      calib_paths if on_calibration else verify_images, verify_ann, budgets, threads, progress,
+                      infer_precision=infer_precision)
+        if on_calibration:
+            report.inputs = "calibration images"
         report.artifact = str(out if report.passed else out / REJECTED_DIR)  # where it is about to go
         write_report(staging / PARITY_NAME, [report], budgets)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
         return ExportResult(directory, manifest, report, conversion)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed first export leaves no empty folder behind
 
 
 def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, budgets: Budgets | None = None,
@@ -125,7 +142,7 @@ def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, 
     if coco_set is not None:
         inputs = [path for _, path in coco_set.images]
     elif images is not None:
-        inputs = collect_images([images])
+        inputs = list(images) if isinstance(images, (list, tuple)) else collect_images([images])
     else:
         inputs = synthetic_images()
     artifact = open_export(directory, manifest, threads=threads, **runtime_options)
@@ -137,47 +154,81 @@ def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, 
     return report.apply(budgets or Budgets())
 
 
+STAGING_PREFIX = ".staging."
+
+
 def _staging_folder(out: Path) -> Path:
-    """A fresh folder beside ``out`` to build the export in (same file system: publishing is a rename)."""
+    """A fresh hidden folder inside ``out`` to build the export in: the same file system as the destination
+    even when ``out`` is a mount point, so publishing is a rename; creating it is also the check that ``out``
+    is writable, made before any work."""
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{out}: cannot write an export there ({folder} is a file, not a folder)")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
+        out.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
     except OSError as e:
         raise UsageError(f"{out}: cannot write an export there ({e.strerror})") from None
 
 
+@contextlib.contextmanager
+def _naming(out: Path):
+    """A file-system error without a file name (a full disk inside a library's writer) names the export."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, f"{e.strerror or e} (while writing the export)", str(out)) from None
+
+
+def _previous_files(out: Path) -> list[str]:
+    """Plain names of the files an earlier export in ``out`` lists; none when its manifest is unreadable or
+    names anything that is not a plain name inside ``out`` (such a manifest is not ours to act on)."""
+    try:
+        return list(read_manifest(out, check_files=False).files.values())
+    except ManifestError:
+        return []
+
+
+def _clear(path: Path) -> None:
+    """Remove ``path`` (a folder inside an export folder) without following a symlink out of it."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
 def _publish(staging: Path, out: Path) -> Path:
-    """Move the staged export into ``out``: files first, manifest last; files of an older export go."""
-    out.mkdir(parents=True, exist_ok=True)
-    previous = read_manifest(out).files.values() if (out / MANIFEST_NAME).is_file() else []
+    """Move the staged export into ``out``: files first, manifest last; files of an older export go (only
+    plain names inside ``out``: a rename or unlink replaces a symlink itself, never what it points to)."""
+    previous = _previous_files(out) if (out / MANIFEST_NAME).is_file() else []
     staged = [p for p in staging.iterdir() if p.name != MANIFEST_NAME]
     for path in staged:
         path.replace(out / path.name)
     (staging / MANIFEST_NAME).replace(out / MANIFEST_NAME)
-    for name in set(previous) - {p.name for p in staged}:
-        (out / name).unlink(missing_ok=True)
+    for name in set(previous) - {p.name for p in staged} - {MANIFEST_NAME, PARITY_NAME, REJECTED_DIR}:
+        if is_plain_name(name):
+            (out / name).unlink(missing_ok=True)
     return out
 
 
 def _reject(staging: Path, out: Path) -> Path:
     rejected = out / REJECTED_DIR
-    shutil.rmtree(rejected, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    _clear(rejected)
     staging.replace(rejected)
     return rejected
 
 
 def reject_in_place(directory: Path) -> Path:
-    """Move a published export that failed ``verify`` into ``directory/rejected``."""
+    """Move a published export that failed ``verify`` into ``directory/rejected`` (its listed files, all
+    checked to be inside ``directory``, its manifest and its parity.json)."""
     manifest = read_manifest(directory)
     rejected = directory / REJECTED_DIR
-    shutil.rmtree(rejected, ignore_errors=True)
+    _clear(rejected)
     rejected.mkdir()
     for name in [*manifest.files.values(), MANIFEST_NAME, PARITY_NAME]:
-        if (directory / name).exists():
+        if (directory / name).exists() or (directory / name).is_symlink():
             (directory / name).replace(rejected / name)
     return rejected
 
@@ -197,12 +248,13 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
     references = {}
     for folder in folders:
         manifest = read_manifest(folder)
-        source = checkpoint or manifest.conversion.get("checkpoint")
-        if source is None:
-            raise UsageError(f"{folder}: the export records no checkpoint; pass --checkpoint")
+        source = checkpoint or recorded_checkpoint(folder, manifest)
         key = (str(source), manifest.model, manifest.input_width, manifest.input_height, manifest.keep_ratio)
         if key not in references:
-            references[key] = load(source, spec=reference_spec(manifest))
+            try:
+                references[key] = load(source, spec=reference_spec(manifest, folder))
+            except (TypeError, ValueError, KeyError) as e:  # the model's constructors refused the arguments
+                raise architecture_error(folder, e) from None
         loaded = references[key]
         if loaded.sha256 != manifest.checkpoint_sha256:
             raise UsageError(f"{folder}: checkpoint {source} is not the one this export was made from "
@@ -213,13 +265,61 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
     return results
 
 
-def reference_spec(manifest: Manifest):
+def recorded_checkpoint(folder: Path, manifest: Manifest) -> Path:
+    """The checkpoint file the export records, used as the reference only if it is a regular file with the
+    recorded sha256 (checked before anything unpickles it: a manifest is untrusted and may name any path)."""
+    import stat
+
+    source = manifest.conversion.get("checkpoint")
+    if not isinstance(source, str) or not source:
+        raise UsageError(f"{folder}: the export records no checkpoint; pass --checkpoint")
+    path = Path(source)
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        raise UsageError(f"{folder}: the checkpoint it was made from ({source}) is not a file here; "
+                         f"pass --checkpoint")
+    if file_checksum(path)["sha256"] != manifest.checkpoint_sha256:
+        raise UsageError(f"{folder}: {source} is no longer the checkpoint this export was made from (sha256 "
+                         f"differs); pass --checkpoint")
+    return path
+
+
+# What a recorded architecture may ask for: the keys ModelSpec takes, and numbers no larger than any NanoDet
+# (the 1.5x backbone's widest stage has 1024 channels); a tampered manifest cannot make us allocate a giant.
+ARCHITECTURE_KEYS = {"backbone", "fpn", "head"}
+ARCHITECTURE_MAX_NUMBER = 4096
+
+
+def reference_spec(manifest: Manifest, folder: Path | str = "export"):
     """The architecture an export was made from, rebuilt from its manifest."""
     from .model import ModelSpec
 
     architecture = manifest.conversion.get("architecture")
     if not architecture:
-        raise UsageError(f"export of {manifest.model} records no architecture")
-    return ModelSpec(name=manifest.model, input_size=(manifest.input_width, manifest.input_height),
-                     keep_ratio=manifest.keep_ratio, mean=tuple(manifest.mean), std=tuple(manifest.std),
-                     class_names=tuple(manifest.class_names), **architecture)
+        raise UsageError(f"{folder}: export of {manifest.model} records no architecture")
+
+    def numbers(node):
+        if isinstance(node, dict):
+            return [n for v in node.values() for n in numbers(v)]
+        if isinstance(node, list):
+            return [n for v in node for n in numbers(v)]
+        return [node] if isinstance(node, (int, float)) else []
+
+    if not (isinstance(architecture, dict) and set(architecture) == ARCHITECTURE_KEYS
+            and all(isinstance(v, dict) for v in architecture.values())
+            and all(abs(n) <= ARCHITECTURE_MAX_NUMBER for n in numbers(architecture))):
+        raise ManifestError(f"{folder}: the recorded architecture is not a NanoDet-Plus one")
+    try:
+        return ModelSpec(name=manifest.model, input_size=(manifest.input_width, manifest.input_height),
+                         keep_ratio=manifest.keep_ratio, mean=tuple(manifest.mean), std=tuple(manifest.std),
+                         class_names=tuple(manifest.class_names), **architecture)
+    except (TypeError, ValueError, KeyError) as e:
+        raise architecture_error(folder, e) from None
+
+
+def architecture_error(folder, error: Exception) -> ManifestError:
+    return ManifestError(f"{folder}: the recorded architecture cannot be built "
+                         f"({type(error).__name__}: {str(error)[:120]})")

@@ -30,3 +30,17 @@ def atomic_path(path: str | Path):
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def temporary_files_in(folder: str | Path):
+    """Python's temporary files (``tempfile``: ours, ONNX Runtime's quantizer, pnnx's work folder) go into
+    ``folder`` while the block runs: on the destination's file system, and removed with it on any exit."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved

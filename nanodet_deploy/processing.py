@@ -23,6 +23,9 @@ import numpy as np
 SCORE_THR = 0.05
 IOU_THR = 0.6
 MAX_DETS = 100
+# The largest network input side anything accepts (presets are 320 and 416; NanoDet trains up to 640). A
+# manifest or option beyond it is refused before a backend allocates for it.
+MAX_INPUT_SIDE = 2048
 
 
 @dataclass(frozen=True)

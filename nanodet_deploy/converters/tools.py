@@ -4,6 +4,7 @@ an ExportError that carries the tail of what the tool said."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -26,13 +27,28 @@ def run_tool(argv: list, name: str, timeout: float | None = None, cwd: str | Pat
     killed."""
     timeout = tool_timeout() if timeout is None else timeout
     try:
-        result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, cwd=cwd)
-    except subprocess.TimeoutExpired:
-        raise ExportError(f"{name} did not finish within {timeout:.0f} s") from None
+        # its own process group: on a timeout, Ctrl-C or SIGTERM the tool and anything it started are ended
+        process = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, cwd=cwd, start_new_session=True)
     except OSError as error:
         raise ExportError(f"{name} could not be started: {error}") from None
-    output = (result.stdout + result.stderr).strip()
-    if result.returncode != 0:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"{name} did not finish within {timeout:.0f} s") from None
+    finally:
+        if process.poll() is None:
+            _end_group(process)
+    output = (stdout + stderr).strip()
+    if process.returncode != 0:
         tail = " | ".join(output.splitlines()[-3:]) or "no output"
-        raise ExportError(f"{name} failed (exit {result.returncode}): {tail}")
+        raise ExportError(f"{name} failed (exit {process.returncode}): {tail}")
     return output
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

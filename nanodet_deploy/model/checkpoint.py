@@ -39,6 +39,9 @@ def read_checkpoint(path: str | Path, unsafe: bool = False) -> dict:
                 f"{path}: refused to load: the file holds the Python object '{found.group(1)}', and unpickling "
                 f"it can run code; if you trust the file, pass --unsafe-load") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
+    except (ImportError, AttributeError) as e:  # --unsafe-load: a pickled class whose code is not importable
+        raise CheckpointError(f"{path}: cannot unpickle it: {_first_line(e)} (the Python code the file "
+                              f"refers to is not installed)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = "file is truncated" if isinstance(e, EOFError) or "central directory" in str(e) \
             else _first_line(e)
@@ -99,9 +102,17 @@ def load_weights(model: torch.nn.Module, path: str | Path, reg_max: int, unsafe:
 
     state = extract_state_dict(read_checkpoint(path, unsafe=unsafe), source=str(path))
     state = match_state_dict(state, model, reg_max, source=str(path))
+    check_finite(state, source=str(path))
     model.load_state_dict({k: v.to(expected.dtype) for (k, v), expected in
                            zip(state.items(), model.state_dict().values())})
     return sha256_file(path)
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """A NaN or Inf weight makes every score NaN: no detections, silently. Refuse it by name."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or Inf values ({_listed(bad)})")
 
 
 def _first_line(e: BaseException) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..processing import MAX_INPUT_SIDE
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic_light",
@@ -55,8 +56,9 @@ class ModelSpec:
             raise ConfigError(f"model '{self.name}': {len(self.class_names)} class names for "
                               f"{self.num_classes} classes")
         w, h = self.input_size
-        if w <= 0 or h <= 0 or w % 32 or h % 32:
-            raise ConfigError(f"model '{self.name}': input size {w}x{h} must be positive multiples of 32")
+        if not (0 < w <= MAX_INPUT_SIDE and 0 < h <= MAX_INPUT_SIDE) or w % 32 or h % 32:
+            raise ConfigError(f"model '{self.name}': input size {w}x{h} must be multiples of 32 up to "
+                              f"{MAX_INPUT_SIDE}")
 
     @property
     def num_classes(self) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from pathlib import Path
 
-from ..errors import MissingBackendError, UsageError
+from ..errors import ArtifactError, MissingBackendError, NanodetDeployError, UsageError
 from .base import Runtime
 
 # backend -> (module in this package, class, Python package it needs, pip extra that installs it)
@@ -39,9 +40,27 @@ def open_export(directory, manifest, threads: int | None = None, **options):
     if unsupported:
         flags = ", ".join("--" + name.replace("_", "-") for name in sorted(unsupported))
         raise UsageError(f"{flags} does not apply to {manifest.backend} exports")
-    runtime = runtime_class(manifest.backend).from_export(directory, manifest, threads=threads, **options)
+    if manifest.backend not in BACKENDS or manifest.backend == "torch":
+        raise UsageError(f"{directory}: nanodet.json names backend {manifest.backend!r}, not one that runs exports "
+                         f"({', '.join(b for b in BACKENDS if b != 'torch')})")
+    cls = runtime_class(manifest.backend)
+    model_file = Path(directory) / manifest.files["model"]
+    try:
+        runtime = cls.from_export(directory, manifest, threads=threads, **options)
+    except NanodetDeployError:
+        raise
+    except Exception as e:  # each backend has its own exception types for a file it cannot parse
+        raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it ({_first_line(e)})") from None
+    stored = getattr(runtime, "stored_precision", None)  # what the model file holds, where the backend can tell
+    if stored is not None and stored != manifest.precision:
+        raise ArtifactError(f"{model_file}: holds a {stored} model, nanodet.json says {manifest.precision}")
     check_against_manifest(runtime, manifest, directory)
     return runtime
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
 def check_against_manifest(runtime, manifest, directory) -> None:
@@ -57,9 +76,8 @@ def check_against_manifest(runtime, manifest, directory) -> None:
     try:
         output = runtime.run(np.zeros((1, 3, height, width), np.float32))
     except Exception as e:  # each backend has its own exception types for a shape it does not take
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ManifestError(f"{directory}: the model does not run on the manifest's {width}x{height} input "
-                            f"({reason[:200]}); nanodet.json does not belong to this model") from None
+                            f"({_first_line(e)}); nanodet.json does not belong to this model") from None
     expected = (1, cfg.num_points, cfg.output_channels)
     if tuple(output.shape) != expected:
         raise ManifestError(f"{directory}: the model outputs {tuple(output.shape)}, nanodet.json describes "

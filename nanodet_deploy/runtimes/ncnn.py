@@ -15,7 +15,7 @@ import numpy as np
 
 import ncnn
 
-from ..ncnn_format import read as read_param
+from ..ncnn_format import read as read_ncnn
 
 # precision -> ncnn options. FP32 turns fp16/bf16 storage off (ncnn's default is on: not exact); FP16 models
 # store FP16 weights and run with FP16 storage (and FP16 arithmetic where the CPU has it); INT8 models run
@@ -38,7 +38,7 @@ class NcnnRuntime:
                  threads: int | None = None):
         if precision not in PRECISION_OPTIONS:
             raise ValueError(f"precision must be one of {list(PRECISION_OPTIONS)}, got '{precision}'")
-        model = read_param(param_path)
+        model = read_ncnn(param_path)
         if len(model.inputs) != 1:
             raise ValueError(f"{param_path}: expected one input blob, found {model.inputs}")
         self.input_name = model.inputs[0]
@@ -63,8 +63,11 @@ class NcnnRuntime:
 
     @classmethod
     def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "NcnnRuntime":
-        return cls(directory / manifest.files["model"], directory / manifest.files["weights"],
-                   precision=manifest.precision, threads=threads)
+        param, weights = directory / manifest.files["model"], directory / manifest.files["weights"]
+        stored = stored_precision(param, weights)  # before ncnn reads them: ncnn_format checks every length
+        runtime = cls(param, weights, precision=manifest.precision, threads=threads)
+        runtime.stored_precision = stored
+        return runtime
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         """[1, 3, H, W] -> [1, N, C + 4*(reg_max+1)]. ncnn has no batch axis: batches run image by image."""
@@ -86,6 +89,13 @@ class NcnnRuntime:
         if self.level_strides is None:
             return outputs[self.output_names[0]]
         return _levels_to_raw(outputs, self.level_strides)
+
+
+def stored_precision(param_path: Path, bin_path: Path) -> str:
+    """What the .bin holds: int8 weights (our INT8 writer), fp16 ones (--fp16), else fp32."""
+    model = read_ncnn(param_path, bin_path)
+    dtypes = {array.dtype for layer in model.layers for array, tagged in layer.weights if tagged}
+    return "int8" if np.dtype(np.int8) in dtypes else "fp16" if np.dtype(np.float16) in dtypes else "fp32"
 
 
 def _levels_to_raw(outputs: dict[str, np.ndarray], strides: list[int]) -> np.ndarray:

@@ -28,8 +28,38 @@ class OnnxRuntime:
 
     @classmethod
     def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "OnnxRuntime":
-        return cls(directory / manifest.files["model"], precision=manifest.precision, threads=threads)
+        path = directory / manifest.files["model"]
+        stored = stored_precision(path, allowed_external=set(manifest.files.values()))  # before ORT reads it
+        runtime = cls(path, precision=manifest.precision, threads=threads)
+        runtime.stored_precision = stored
+        return runtime
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         # ONNX Runtime's InferenceSession.run is thread-safe
         return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(tensor, np.float32)})[0]
+
+
+QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
+
+
+def stored_precision(path: Path, allowed_external: set[str]) -> str:
+    """What the .onnx holds: "int8" (quantize/dequantize nodes), "fp16" (FP16 initializers) or "fp32". Weights
+    in external data files must be plain names listed in the manifest (so they are checksummed too); ONNX
+    Runtime itself would follow any relative or absolute location."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    from ..errors import ArtifactError
+
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            location = ExternalDataInfo(tensor).location
+            if location not in allowed_external:
+                raise ArtifactError(f"{path}: weights in external file {location!r}, which nanodet.json does not "
+                                    f"list: refused (external data must be a listed file inside the folder)")
+    if any(node.op_type in QUANTIZE_OPS for node in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"

@@ -26,7 +26,9 @@ class OpenVinoRuntime:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+        model = core.read_model(str(model_path))
+        self.stored_precision = stored_precision(model)
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()  # created once, reused by every run
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32" / "bf16"
         self.inference_precision = INFER_PRECISIONS.get(ran, ran)
@@ -44,3 +46,15 @@ class OpenVinoRuntime:
         with self._lock:
             result = self.request.infer({0: np.ascontiguousarray(tensor, np.float32)})
             return np.array(result[0])  # a copy: the request's output buffer is reused by the next call
+
+
+def stored_precision(model) -> str:
+    """What the IR holds: "int8" (FakeQuantize or integer weights from NNCF), "fp16" (FP16-compressed weights)
+    or "fp32"."""
+    ops = model.get_ops()
+    if any(op.get_type_name() == "FakeQuantize" for op in ops):
+        return "int8"
+    constants = {op.get_output_element_type(0).get_type_name() for op in ops if op.get_type_name() == "Constant"}
+    if constants & {"i8", "u8", "i4", "u4"}:
+        return "int8"
+    return "fp16" if "f16" in constants else "fp32"

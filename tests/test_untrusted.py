@@ -1,0 +1,490 @@
+"""Untrusted inputs, part 2: export folders and manifests that point outside themselves or lie, damaged model
+files on every backend, NaN weights, broken calibrations, image bombs and hostile file names, telemetry, SIGTERM,
+mount points and full disks. Each case failed on the code before it was covered (see the README, "Bad input")."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from nanodet_deploy import Detector
+from nanodet_deploy.errors import NanodetDeployError
+from nanodet_deploy.export import export
+from nanodet_deploy.manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
+from nanodet_deploy.model import load
+from nanodet_deploy.parity import Budgets, compare
+from nanodet_deploy.processing import MAX_INPUT_SIDE
+from nanodet_deploy.runtimes.torch import TorchRuntime
+
+from .helpers import CALIB_IMAGES, VAL_IMAGES, error_lines, run_cli, weights
+
+GOOD = VAL_IMAGES / "000000000139.jpg"
+TARGETS = ("onnx", "openvino", "mnn", "ncnn")
+WEIGHT_FILE = {"onnx": "model", "openvino": "weights", "mnn": "model", "ncnn": "weights"}  # role of the big file
+ROOT = os.geteuid() == 0
+
+
+def one_line(result, code=2) -> str:
+    """The command failed with ``code`` and said exactly one line, no traceback."""
+    lines = error_lines(result)
+    assert result.returncode == code and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """An FP32 export at 320 per target."""
+    root = tmp_path_factory.mktemp("untrusted")
+    made = {}
+    for target in TARGETS:
+        result = export(weights(320), to=target, out=root / target, threads=2)
+        assert result.accepted
+        made[target] = root / target
+    return made
+
+
+def copy_export(source: Path, folder: Path) -> Path:
+    shutil.copytree(source, folder)
+    return folder
+
+
+def edit_manifest(folder: Path, change) -> None:
+    data = json.loads((folder / MANIFEST_NAME).read_text())
+    change(data)
+    (folder / MANIFEST_NAME).write_text(json.dumps(data))
+
+
+def resign(folder: Path) -> None:
+    """Record the folder's current files in its manifest, as someone who changes them consistently would."""
+    write_manifest(folder, read_manifest(folder, check_files=False))
+
+
+# ---------------------------------------------------------------- files outside the export folder
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/tmp/outside.onnx", "sub/model.onnx", "..", "link"])
+def test_file_names_that_leave_the_folder_are_refused(exports, tmp_path, name):
+    folder = copy_export(exports["onnx"], tmp_path / "export")
+    outside = tmp_path / "outside.onnx"
+    shutil.copy(folder / "model.onnx", outside)
+    if name == "link":
+        (folder / "link").symlink_to(outside)
+    edit_manifest(folder, lambda m: (m["files"].update(model=name),
+                                     m.update(checksums={name: m["checksums"]["model.onnx"]})))
+    line = one_line(run_cli("infer", GOOD, "--export", folder))
+    assert str(folder) in line and ("not a plain file name" in line or "outside the export folder" in line), line
+
+
+def snapshot(root: Path) -> dict:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_no_command_touches_a_file_outside_the_folders_named(exports, tmp_path):
+    """infer, verify, android and export over manifests that name files outside their folder (relative,
+    absolute, through a symlink): the canary files outside are never read into a model, moved, copied or
+    deleted, and nothing is written outside the folders named."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    for name in ("model.param", "model.bin"):
+        shutil.copy(exports["ncnn"] / name, canary / name)
+    (canary / "secret.txt").write_text("do not touch")
+    before = snapshot(canary)
+
+    by_path = copy_export(exports["ncnn"], tmp_path / "by-path")
+    edit_manifest(by_path, lambda m: m["files"].update(model="../canary/model.param",
+                                                       weights=str(canary / "model.bin"), table="../canary/secret.txt"))
+    by_link = copy_export(exports["ncnn"], tmp_path / "by-link")
+    for name in ("model.param", "model.bin"):
+        (by_link / name).unlink()
+        (by_link / name).symlink_to(canary / name)
+    app = tmp_path / "app"
+    (app / "app").mkdir(parents=True)
+    (app / "app" / "build.gradle.kts").write_text("// the demo app's marker\n")
+
+    for folder in (by_path, by_link):
+        assert one_line(run_cli("infer", GOOD, "--export", folder)).startswith(f"error: {folder}")
+        assert one_line(run_cli("verify", folder, "--images", VAL_IMAGES)).startswith(f"error: {folder}")
+        assert one_line(run_cli("android", folder, "--app", app)).startswith(f"error: {folder}")
+        assert not (folder / "rejected").exists()
+    # an export into a folder whose old manifest lists outside files deletes none of them; its symlinks are
+    # replaced or removed, never followed
+    for folder in (by_path, by_link):
+        result = run_cli("export", "--to", "ncnn", "--checkpoint", weights(320), "--out", folder)
+        assert result.returncode == 0, result.stderr
+        assert not any(p.is_symlink() for p in folder.iterdir())
+        read_manifest(folder)
+    assert snapshot(canary) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "app", "by-link", "by-path", "canary"]
+    assert [p.relative_to(app) for p in app.rglob("*")] == [Path("app"), Path("app/build.gradle.kts")]
+
+
+def test_onnx_external_data_outside_the_folder_is_one_line(exports, tmp_path):
+    import onnx
+
+    folder = copy_export(exports["onnx"], tmp_path / "export")
+    model = onnx.load(str(folder / "model.onnx"))
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, location="weights.data",
+                    size_threshold=0)
+    (folder / "weights.data").replace(tmp_path / "weights.data")
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../weights.data"
+    onnx.save_model(model, str(folder / "model.onnx"))
+    resign(folder)
+    line = one_line(run_cli("infer", GOOD, "--export", folder))
+    assert "external file '../weights.data'" in line and "model.onnx" in line
+
+
+# ---------------------------------------------------------------- artifacts that lie
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "zeros":  # 64 KiB of zeros in the middle: bit rot, an interrupted copy
+        middle = len(data) // 2
+        data = data[:middle] + bytes(min(65536, len(data) - middle)) + data[middle + 65536:]
+    else:
+        data = {"half": data[:len(data) // 2], "64 bytes": data[:64], "empty": b""}[how]
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_damaged_model_files_are_refused_by_their_checksum(exports, tmp_path, target):
+    for how in ("zeros", "half", "64 bytes", "empty"):
+        folder = copy_export(exports[target], tmp_path / how.replace(" ", "-"))
+        name = read_manifest(folder).files[WEIGHT_FILE[target]]
+        damage(folder / name, how)
+        expected = "sha256 differs" if how == "zeros" else "bytes, nanodet.json records"
+        with pytest.raises(ManifestError, match=expected):
+            Detector.from_export(folder)
+        if how == "zeros":
+            line = one_line(run_cli("infer", GOOD, "--export", folder))
+            assert str(folder / name) in line and "changed or was damaged after export" in line
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_truncated_files_matching_their_manifest_are_one_line(exports, tmp_path, target):
+    """Someone truncated the files and rewrote the checksums: the backend's own failure, as one line."""
+    for how in ("half", "64 bytes", "empty"):
+        folder = copy_export(exports[target], tmp_path / how.replace(" ", "-"))
+        damage(folder / read_manifest(folder).files[WEIGHT_FILE[target]], how)
+        resign(folder)
+        with pytest.raises(NanodetDeployError) as error:
+            Detector.from_export(folder)
+        assert error.value.exit_code == 2 and str(folder) in str(error.value), str(error.value)
+    assert str(folder) in one_line(run_cli("infer", GOOD, "--export", folder))
+
+
+def test_a_model_file_from_another_export_is_refused(exports, tmp_path):
+    """Same size, other checkpoint: the checksum; an FP16 model under an FP32 manifest, even with the checksums
+    rewritten: the precision found in the model."""
+    import onnx
+    from onnx import numpy_helper
+
+    folder = copy_export(exports["onnx"], tmp_path / "swapped")
+    model = onnx.load(str(folder / "model.onnx"))
+    size = (folder / "model.onnx").stat().st_size
+    for tensor in model.graph.initializer:  # other weights, same shapes: what another checkpoint gives
+        if tensor.raw_data:
+            values = numpy_helper.to_array(tensor)
+            tensor.raw_data = (values * 1.01).astype(values.dtype).tobytes()
+    onnx.save(model, str(folder / "model.onnx"))
+    assert (folder / "model.onnx").stat().st_size == size
+    assert "sha256 differs" in one_line(run_cli("infer", GOOD, "--export", folder))
+
+    for target in ("onnx", "openvino"):
+        fp16 = export(weights(320), to=target, out=tmp_path / f"{target}-fp16", precision="fp16").directory
+        folder = copy_export(exports[target], tmp_path / f"{target}-fp32-with-fp16-files")
+        for name in read_manifest(folder).files.values():
+            shutil.copy(fp16 / name, folder / name)
+        resign(folder)
+        line = one_line(run_cli("infer", GOOD, "--export", folder))
+        assert "holds a fp16 model, nanodet.json says fp32" in line, line
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda m: m.update(strides=[16, 8, 32, 64]), "strides must be 1 to 8 increasing"),
+    (lambda m: m.update(std=[float("nan"), 57.12, 58.395]), "std must be 3 finite numbers > 0"),
+    (lambda m: m.update(mean=[1e400, 0, 0]), "mean must be 3 finite numbers"),
+    (lambda m: m.update(max_dets=-1), "max_dets must be 1 to"),
+    (lambda m: m.update(iou_thr=-1), "iou_thr must be in (0, 1]"),
+    (lambda m: m.update(score_thr="0.05"), "score_thr must be in [0, 1)"),
+    (lambda m: m.update(input_width="320"), "input size '320'x320"),
+    (lambda m: m.update(input_width=0), "input size 0x320"),
+    (lambda m: m.update(input_height=-32), "input size 320x-32"),
+    (lambda m: m.update(input_width=4000, input_height=4000), f"(1 to {MAX_INPUT_SIDE} pixels a side)"),
+    (lambda m: m.update(class_names="person"), "class_names must be"),
+    (lambda m: m.update(reg_max=[7]), "reg_max must be"),
+    (lambda m: m.update(keep_ratio="no"), "keep_ratio must be true or false"),
+    (lambda m: m.update(color_order="RGB"), "color_order 'RGB'"),
+    (lambda m: m.update(files=["model.param"]), "files must name the model file"),
+    (lambda m: m.update(precision="int4"), "precision must be one of"),
+    (lambda m: m.update(checksums={"model.param": "abc"}), "checksums must map"),
+])
+def test_manifest_values_are_typed_and_bounded(exports, tmp_path, change, fragment):
+    folder = copy_export(exports["ncnn"], tmp_path / "export")
+    edit_manifest(folder, change)
+    with pytest.raises(ManifestError, match="invalid manifest") as error:
+        read_manifest(folder)
+    assert fragment in str(error.value)
+    if "pixels a side" in fragment:  # refused before ncnn runs the network at 4000x4000
+        assert fragment in one_line(run_cli("infer", GOOD, "--export", folder))
+
+
+def test_huge_and_deeply_nested_manifests_are_refused_unparsed(exports, tmp_path):
+    folder = copy_export(exports["onnx"], tmp_path / "export")
+    (folder / MANIFEST_NAME).write_text('{"a": ' + "[" * 100000 + "]" * 100000 + "}")
+    assert "nested more than" in one_line(run_cli("infer", GOOD, "--export", folder))
+    with open(folder / MANIFEST_NAME, "wb") as f:  # 250 MB, sparse: refused by its size before it is read
+        f.write(b"{")
+        f.truncate(250_000_000)
+    assert "over the 1 MiB a manifest may have" in one_line(run_cli("infer", GOOD, "--export", folder))
+
+
+# ---------------------------------------------------------------- the gate
+
+def nan_checkpoint(tmp_path, value=float("nan")) -> Path:
+    state = torch.load(weights(320), weights_only=True)
+    key = "model.head.gfl_cls.0.weight"
+    state["state_dict"][key] = state["state_dict"][key].clone()
+    state["state_dict"][key].view(-1)[7] = value
+    path = tmp_path / f"nanodet-plus-m_320-{value}.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_checkpoint_with_a_non_finite_weight_is_refused(tmp_path, value):
+    path = nan_checkpoint(tmp_path, value)
+    for command in (["infer", GOOD], ["export", "--to", "onnx", "--out", tmp_path / "out"]):
+        line = one_line(run_cli(*command, "--checkpoint", path, "--model", "nanodet-plus-m_320"))
+        assert str(path) in line and "NaN or Inf" in line and "head.gfl_cls.0.weight" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_gate_fails_nan_outputs():
+    """An artifact whose outputs hold NaN (here a PyTorch model with one NaN weight, run as the artifact) fails
+    every precision's budgets, even where max() would have dropped the NaN."""
+    reference = load(weights(320))
+    broken = load(weights(320))
+    with torch.no_grad():
+        broken.module.head.gfl_cls[0].weight.view(-1)[7] = float("nan")
+    images = [cv2.imread(str(p)) for p in sorted(VAL_IMAGES.iterdir())[:2]]
+    from nanodet_deploy.detector import processing_config
+
+    report = compare(TorchRuntime(reference.module), TorchRuntime(broken.module), processing_config(reference.spec),
+                     images)
+    assert report.nonfinite_outputs > 0 and report.score_max_abs == float("inf")
+    for precision in ("fp32", "fp16", "int8"):
+        report.precision = report.runtime_precision = precision
+        report.apply(Budgets())
+        assert not report.passed and {"metric": "nonfinite_outputs", "budget": "<= 0",
+                                      "value": report.nonfinite_outputs, "passed": False} in report.checks
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_int8_calibrated_on_one_grey_pixel_cannot_publish(tmp_path, target):
+    """Without annotations the label-free INT8 floors decide: on val-dev images (agreement), and with no
+    verify images at all on the calibration images (one grey pixel holds nothing to agree on)."""
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    cv2.imwrite(str(calib / "grey.png"), np.full((1, 1, 3), 128, np.uint8))
+    checks = {}
+    for name, extra in (("val-dev", ["--verify-images", VAL_IMAGES]), ("none", [])):
+        out = tmp_path / f"out-{name}"
+        result = run_cli("export", "--to", target, "--checkpoint", weights(320), "--int8", "--calib", calib,
+                         "--out", out, "--threads", "2", *extra)
+        assert result.returncode == 1 and "rejected" in result.stderr, result.stdout + result.stderr
+        assert not (out / MANIFEST_NAME).exists() and (out / "rejected" / MANIFEST_NAME).is_file()
+        report = json.loads((out / "rejected" / "parity.json").read_text())["artifacts"][0]
+        checks[name] = {c["metric"]: c for c in report["checks"]}
+    assert checks["none"]["agreement"]["passed"] is False and "PyTorch detections" in checks["none"]["agreement"]["note"]
+    assert checks["val-dev"]["agreement"]["passed"] is False or checks["val-dev"]["score_cosine"]["passed"] is False
+
+
+# ---------------------------------------------------------------- images
+
+def png_bomb(path: Path, side: int = 30000) -> None:
+    """A real, decodable 1-bit grey PNG of side x side pixels: ~110 KB of file for 900 megapixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(9), b"\x00" * (1 + (side + 7) // 8)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_image_bombs_huge_files_and_hostile_names(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(GOOD, folder / "good.jpg")
+    png_bomb(folder / "bomb.png")
+    with open(folder / "big.jpg", "wb") as f:  # 64 GiB, sparse
+        f.write(GOOD.read_bytes()[:1024])
+        f.truncate(64 << 30)
+    forged = "bad\nerror: forged.jpg"
+    (folder / forged).write_bytes(b"not an image")
+    latin1 = os.fsdecode(b"caf\xe9.jpg")  # a file name that is not UTF-8
+    shutil.copy(GOOD, folder / latin1)
+    result = run_cli("infer", folder, "--checkpoint", weights(320), "--json", tmp_path / "out.json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 4 and lines[-1] == "3 of 5 images failed", lines
+    assert any("bomb.png: declares 30000x30000 pixels, over the 150,000,000 pixel limit" in x for x in lines)
+    assert any("big.jpg: 65536 MiB, over the 512 MiB image file limit" in x for x in lines)
+    assert any("bad\\nerror: forged.jpg: not a decodable image" in x for x in lines), lines
+    text = (tmp_path / "out.json").read_bytes().decode("utf-8")  # strict UTF-8, no lone surrogates
+    names = [Path(e["image"]).name for e in json.loads(text)]
+    assert sorted(names) == ["caf\\xe9.jpg", "good.jpg"]
+    json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")
+    # the limits are the user's to move
+    env = {"NANODET_DEPLOY_MAX_IMAGE_PIXELS": "1000"}
+    result = run_cli("infer", folder / "good.jpg", "--checkpoint", weights(320), env=env)
+    assert "declares 640x426 pixels, over the 1,000 pixel limit" in error_lines(result)[0]
+
+
+# ---------------------------------------------------------------- network and home
+
+@pytest.mark.skipif(not ROOT or not shutil.which("unshare"), reason="needs root for a network namespace")
+def test_no_network_traffic_and_nothing_under_home(tmp_path):
+    """export (all four targets, INT8 through ONNX Runtime and NNCF), infer and bench in a network namespace
+    whose resolver records every query, with a fresh HOME: no query, and HOME stays empty."""
+    home, log = tmp_path / "home", tmp_path / "dns.log"
+    home.mkdir()
+    cli = f"{sys.executable} -m nanodet_deploy"
+    common = f"--checkpoint {weights(320)} --threads 2"
+    script = " && ".join([
+        f"{cli} export --to onnx {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --out {tmp_path}/onnx",
+        f"{cli} export --to openvino {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --out {tmp_path}/ov",
+        f"{cli} export --to mnn {common} --out {tmp_path}/mnn",
+        f"{cli} export --to ncnn {common} --out {tmp_path}/ncnn",
+        *(f"{cli} infer {GOOD} --export {tmp_path}/{name}" for name in ("onnx", "ov", "mnn", "ncnn")),
+        f"{cli} bench {common} --backend onnxruntime --precision fp32 --runs 2 --warmup 0 --no-memory "
+        f"--export-dir {tmp_path}/bench",
+    ])
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
+    result = subprocess.run(["unshare", "--net", "--mount", sys.executable, Path(__file__).with_name("dns_jail.py"),
+                             log, "--", "sh", "-c", script], capture_output=True, text=True, timeout=900,
+                            env={**env, "HOME": str(home)})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    queries = log.read_text().split()
+    assert queries and set(queries) == {"jail-self-test.invalid"}, queries  # the recorder works; nothing else
+    assert list(home.rglob("*")) == []
+
+
+# ---------------------------------------------------------------- signals, mounts, disks
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def wait_for(condition, seconds=300.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sigterm_during_export_leaves_nothing(tmp_path):
+    """SIGTERM while pnnx runs (and while ONNX Runtime calibrates): exit 143, no staging or temporary folder,
+    no converter process left."""
+    tool = tmp_path / "fake-pnnx"
+    tool.write_text(f"#!/bin/sh\nsleep 300 &\necho $$ $! > {tmp_path}/pids\nwait\n")
+    tool.chmod(0o755)
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    env = {**os.environ, "NANODET_DEPLOY_PNNX": str(tool), "TMPDIR": str(tmpdir)}
+    cli = [sys.executable, "-m", "nanodet_deploy", "export", "--checkpoint", str(weights(320))]
+
+    process = subprocess.Popen([*cli, "--to", "ncnn", "--out", str(tmp_path / "ncnn")], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "pids").is_file() and len((tmp_path / "pids").read_text().split()) == 2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 143, process.stderr.read()
+    for pid in map(int, (tmp_path / "pids").read_text().split()):
+        wait_for(lambda: not alive(pid), 10)
+    assert not (tmp_path / "ncnn").exists() and list(tmpdir.iterdir()) == []
+
+    out = tmp_path / "onnx"
+    process = subprocess.Popen([*cli, "--to", "onnx", "--int8", "--calib", str(CALIB_IMAGES), "--out", str(out)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(p.name.startswith("ort.quant") for p in out.glob(".staging.*/.tmp/*")))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 143, process.stderr.read()
+    assert not out.exists() and list(tmpdir.iterdir()) == []
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """mount(folder, options): a tmpfs at ``folder`` for this test, unmounted afterwards."""
+    mounted = []
+
+    def make(folder: Path, options: str):
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root")
+def test_out_on_its_own_file_system_read_only_or_full(tmp_path, mount):
+    """--out as a mount point (docker -v): works; a read-only one is refused before any work; a full one fails
+    on one line naming the folder and leaves it empty."""
+    mounted = mount(tmp_path / "mnt", "size=64m")
+    result = run_cli("export", "--to", "onnx", "--checkpoint", weights(320), "--out", mounted)
+    assert result.returncode == 0, result.stderr
+    assert read_manifest(mounted).files == {"model": "model.onnx"}
+
+    read_only = mount(tmp_path / "ro", "ro,size=1m")
+    line = one_line(run_cli("export", "--to", "onnx", "--checkpoint", weights(320), "--out", read_only))
+    assert line == f"error: {read_only}: cannot write an export there (Read-only file system)"
+
+    full = mount(tmp_path / "full", "size=1m")
+    line = one_line(run_cli("export", "--to", "onnx", "--checkpoint", weights(320), "--out", full), code=1)
+    assert line.startswith(f"error: {full}") and "No space left on device" in line, line
+    assert list(full.iterdir()) == []
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def test_unsafe_load_of_a_ckpt_whose_class_is_not_installed(tmp_path):
+    """A Lightning .ckpt whose hyper-parameters hold an object of a module the user does not have."""
+    package = tmp_path / "trainer_code"
+    package.mkdir()
+    (package / "my_trainer_hparams.py").write_text("class Hyper:\n    lr = 0.1\n")
+    sys.path.insert(0, str(package))
+    try:
+        import my_trainer_hparams
+
+        state = torch.load(weights(320), weights_only=True)
+        torch.save({"state_dict": state["state_dict"], "hyper_parameters": my_trainer_hparams.Hyper()},
+                   tmp_path / "trained.ckpt")
+    finally:
+        sys.path.remove(str(package))
+        sys.modules.pop("my_trainer_hparams", None)
+    line = one_line(run_cli("infer", GOOD, "--checkpoint", tmp_path / "trained.ckpt", "--model",
+                            "nanodet-plus-m_320", "--unsafe-load"))
+    assert "trained.ckpt: cannot unpickle it" in line and "my_trainer_hparams" in line
