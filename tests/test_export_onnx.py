@@ -10,7 +10,7 @@ from nanodet_deploy import Detector
 from nanodet_deploy.converters.onnx import embedded_manifest
 from nanodet_deploy.errors import MissingBackendError
 from nanodet_deploy.images import read_image
-from nanodet_deploy.manifest import MANIFEST_NAME, ManifestError
+from nanodet_deploy.manifest import read_manifest, write_manifest, MANIFEST_NAME, ManifestError
 from nanodet_deploy.parity import unmatched
 from nanodet_deploy.runtimes import BACKENDS, runtime_class
 
@@ -134,6 +134,11 @@ def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):
     values[:80] += 0.5  # class logits of stride 8 shifted: scores move, detections change
     bias.CopyFrom(onnx.numpy_helper.from_array(values, bias.name))
     onnx.save(model, str(folder / "model.onnx"))
+    # a changed file no longer matches the checksum its manifest recorded: refused, nothing moved
+    result = run_cli("verify", folder, "--images", VAL_IMAGES)
+    assert result.returncode == 2 and "sha256 differs" in result.stderr and (folder / MANIFEST_NAME).is_file()
+    # changed consistently (checksums rewritten): the gate measures it and rejects it
+    write_manifest(folder, read_manifest(folder, check_files=False))
     result = run_cli("verify", folder, "--images", VAL_IMAGES)
     assert result.returncode == 1, result.stdout + result.stderr
     assert not (folder / MANIFEST_NAME).exists() and (folder / "rejected" / "model.onnx").is_file()

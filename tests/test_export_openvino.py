@@ -4,7 +4,7 @@ inference precision that runs made explicit."""
 import json
 import shutil
 
-import openvino as ov
+import numpy as np
 import pytest
 
 from nanodet_deploy import Detector
@@ -30,10 +30,6 @@ def fp32_416(tmp_path_factory):
     return export(tmp_path_factory, "m416-fp32", "--checkpoint", weights(416), *GATE)
 
 
-def cpu_has_bf16() -> bool:
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def test_fp32_ir_with_f32_execution_reproduces_official_detections(fp32_416, tmp_path):
     report = parity_of(fp32_416)
     # measured: score max-abs 3e-7 against PyTorch, agreement 703/703, mAP 0.3703 = PyTorch
@@ -48,15 +44,20 @@ def test_inference_precision_is_explicit_and_reported(fp32_416):
     f32 = Detector.from_export(fp32_416, infer_precision="f32")
     assert f32.runtime.precision == "fp32"
     bf16 = Detector.from_export(fp32_416, infer_precision="bf16")
-    assert bf16.runtime.precision == ("bf16" if cpu_has_bf16() else "fp32")  # what the compiled model runs
+    # what the compiled model runs: OpenVINO 2026.4 also runs bf16 on AVX-512 CPUs without native BF16 (an Intel
+    # Xeon with VNNI only: outputs differ from f32 by up to 0.39), so the report is checked against the outputs
+    tensor = np.random.default_rng(0).normal(size=(1, 3, 416, 416)).astype(np.float32)
+    differs = not np.array_equal(f32.raw(tensor), bf16.raw(tensor))
+    assert bf16.runtime.precision == ("bf16" if differs else "fp32")
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="CPU without bf16 kernels runs f32 whatever the hint")
 def test_bf16_execution_is_held_to_the_reduced_precision_budget(fp32_416, tmp_path):
     """Measured at 416: bf16 agreement 0.956, mAP 0.3566 against 0.3703 — over the FP16 budget; the gate says
     so and the FP32 IR (fine in f32) stays where it is."""
     folder = tmp_path / "copy"
     shutil.copytree(fp32_416, folder)
+    if Detector.from_export(folder, infer_precision="bf16").runtime.precision != "bf16":
+        pytest.skip("this CPU runs f32 whatever the hint")
     result = run_cli("verify", folder, "--images", VAL_IMAGES, "--infer-precision", "bf16")
     report = parity_of(folder)
     assert report["runtime_precision"] == "bf16"
