@@ -61,7 +61,8 @@ def test_bf16_execution_is_held_to_the_reduced_precision_budget(fp32_416, tmp_pa
     result = run_cli("verify", folder, "--images", VAL_IMAGES, "--infer-precision", "bf16")
     report = parity_of(folder)
     assert report["runtime_precision"] == "bf16"
-    assert [(c["metric"], c["budget"]) for c in report["checks"]] == [("agreement", ">= 0.98")]
+    assert [(c["metric"], c["budget"]) for c in report["checks"]] == [("nonfinite_outputs", "<= 0"),
+                                                                     ("agreement", ">= 0.98")]
     assert report["passed"] == (report["agreement"] >= 0.98)
     assert result.returncode == (0 if report["passed"] else 1), result.stderr
     assert (folder / MANIFEST_NAME).is_file() and not (folder / "rejected").exists()
