@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from nanodet_deploy.converters.calibration import calibration_images
-from nanodet_deploy.export import export
 from nanodet_deploy.manifest import read_manifest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -16,17 +15,17 @@ VAL_IMAGES = SHARED / "coco/val-dev/images"
 
 
 def ensure_export(work: Path, target: str, size: int, precision: str, threads: int) -> Path:
-    """``work/<target>-m<size>-<precision>``, exported from the shared weights unless already there.
-    ``precision`` "weight-int8" is MNN's weight-only INT8."""
-    folder = work / f"{target}-m{size}-{precision}"
-    if not (folder / "nanodet.json").is_file():
-        weight_int8 = precision == "weight-int8"
-        result = export(SHARED / f"weights/nanodet-plus-m_{size}.pth", to=target, out=folder,
-                        precision="fp32" if weight_int8 else precision, weight_int8=weight_int8, threads=threads,
-                        calib=CALIB if precision == "int8" else None)
-        if not result.accepted:  # benchmark it all the same, and say so
-            print(f"note: {folder.name} is over the parity budget; timing the rejected artifact")
-            return result.directory
+    """The export of the shared weights to ``target`` in ``precision`` ("weight-int8": MNN's weight-only INT8),
+    through bench's export cache in ``work`` (made once, keyed by checkpoint hash and options)."""
+    from nanodet_deploy.bench import Cell, cached_export
+    from nanodet_deploy.model import load
+    from nanodet_deploy.targets import get_target
+
+    checkpoint = SHARED / f"weights/nanodet-plus-m_{size}.pth"
+    cell = Cell(get_target(target).backend, precision, (size, size), threads)
+    folder, accepted = cached_export(work, load(checkpoint), checkpoint, cell, CALIB if precision == "int8" else None)
+    if not accepted:  # benchmark it all the same, and say so
+        print(f"note: {folder.parent.name} is over the parity budget; timing the rejected artifact")
     return folder
 
 
@@ -50,7 +49,8 @@ def run_configs(configs, sizes, threads: int, runs: int, work: Path, baseline: s
     table with ratios to ``baseline`` and return the rows by size."""
     from statistics import median
 
-    from nanodet_deploy.bench import artifact_size, format_table, interleaved_stages
+    from nanodet_deploy.bench import artifact_size, interleaved_stages
+    from nanodet_deploy.bench_report import format_table
     from nanodet_deploy.runtimes import open_export
 
     report, images = {}, val_images()

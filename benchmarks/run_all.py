@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from _exports import CALIB, SHARED, VAL_IMAGES
-from nanodet_deploy import bench
+from nanodet_deploy import bench, bench_report
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,7 +34,7 @@ def main() -> None:
     results = bench.run(SHARED / "weights/nanodet-plus-m_416.pth", sizes=sizes,
                         threads=[int(t) for t in args.threads.split(",")], runs=args.runs, export_root=args.work,
                         calib=CALIB, images=VAL_IMAGES, ann=SHARED / "coco/val-dev/instances.json")
-    rows = bench.rows(results)
+    rows = bench_report.rows(results)
     machine = bench.machine()
     stem = RESULTS / re.sub(r"[^A-Za-z0-9]+", "-", machine["cpu"]).strip("-").lower()
     RESULTS.mkdir(exist_ok=True)
@@ -42,9 +42,9 @@ def main() -> None:
                                                      "results": [r.to_dict() for r in results]}, indent=1))
     stem.with_suffix(".md").write_text(f"{machine['cpu']}, {machine['cores']} cores; median of {args.runs} runs, "
                                        f"interleaved; ratio to onnxruntime fp32\n\n"
-                                       + bench.markdown_table(rows) + "\n")
-    bench.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']}")
-    print(bench.format_table(rows, bench.COLUMNS))
+                                       + bench_report.markdown_table(rows) + "\n")
+    bench_report.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']}")
+    print(bench_report.format_table(rows, bench_report.COLUMNS))
     print(f"wrote {stem}.json/.md/.png in {time.perf_counter() - started:.0f} s")
 
 

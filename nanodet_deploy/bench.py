@@ -20,10 +20,12 @@ import numpy as np
 
 from .errors import UsageError
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "mnn", "ncnn")
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
-EXPORT_TARGET = {"onnxruntime": "onnx", "openvino": "openvino", "mnn": "mnn", "ncnn": "ncnn"}
-BASELINE = ("onnxruntime", "fp32")
+from .targets import BACKENDS as _REGISTRY, REFERENCE, TARGETS
+
+BACKENDS = tuple(_REGISTRY)                   # runtime backends, the PyTorch reference first
+EXPORT_TARGET = {t.backend: t.name for t in TARGETS.values()}
+PRECISIONS = ("fp32", "fp16", "int8", *sorted({m for t in TARGETS.values() for m in t.execution_modes}))
+BASELINE = (TARGETS["onnx"].backend, "fp32")
 MEMORY_RUNS = 5
 
 
@@ -40,7 +42,8 @@ class Cell:
 
     @property
     def export_precision(self) -> str:
-        return "fp32" if self.precision == "bf16" else self.precision
+        """What is exported: an execution mode (bf16) runs the FP32 artifact."""
+        return "fp32" if self.precision in _REGISTRY[self.backend].execution_modes else self.precision
 
 
 @dataclass
@@ -67,15 +70,18 @@ class CellResult:
 
 
 def plan(backends, precisions, sizes, threads) -> list[Cell]:
-    """Every meaningful cell: torch runs FP32 only; bf16 is an OpenVINO execution mode."""
+    """Every meaningful cell: the reference runs FP32 only; an execution mode (bf16) only where a target has it."""
     for name in backends:
         if name not in BACKENDS:
             raise UsageError(f"unknown backend '{name}' (available: {', '.join(BACKENDS)}, all)")
     for p in precisions:
         if p not in PRECISIONS:
             raise UsageError(f"unknown precision '{p}' (available: {', '.join(PRECISIONS)})")
-    return [Cell(b, p, s, t) for s in sizes for t in threads for b in backends for p in precisions
-            if (b != "torch" or p == "fp32") and (p != "bf16" or b == "openvino")]
+    def runs(backend, precision):
+        row = _REGISTRY[backend]
+        return precision in row.execution_modes or precision in row.precisions
+
+    return [Cell(b, p, s, t) for s in sizes for t in threads for b in backends for p in precisions if runs(b, p)]
 
 
 def export_key(checkpoint_sha256: str, cell: Cell, calib: Path | None, verify_ann: Path | None = None) -> str:
@@ -114,11 +120,13 @@ def open_cell(cell: Cell, folder: Path | None, loaded):
     from .manifest import read_manifest
     from .runtimes import open_export, runtime_class
 
-    if cell.backend == "torch":
+    if cell.backend == REFERENCE.backend:
         spec = loaded.spec.with_input_size(*cell.size)
-        return runtime_class("torch")(loaded.module, threads=cell.threads), processing_config(spec)
+        return runtime_class(REFERENCE.backend)(loaded.module, threads=cell.threads), processing_config(spec)
     manifest = read_manifest(folder)
-    options = {"infer_precision": "bf16" if cell.precision == "bf16" else "f32"} if cell.backend == "openvino" else {}
+    # an execution mode is the runtime's inference precision (bf16); the artifact's own otherwise (f32)
+    options = ({"infer_precision": cell.precision if cell.precision in _REGISTRY[cell.backend].execution_modes
+                else "f32"} if "infer_precision" in _REGISTRY[cell.backend].runtime_options else {})
     return open_export(folder, manifest, threads=cell.threads, **options), manifest.processing_config()
 
 
@@ -182,10 +190,10 @@ import json, resource, sys
 import numpy as np
 from pathlib import Path
 cell = json.loads(sys.argv[1])
-from nanodet_deploy.bench import Cell, open_cell
+from nanodet_deploy.bench import REFERENCE, Cell, open_cell
 c = Cell(cell["backend"], cell["precision"], tuple(cell["size"]), cell["threads"])
 loaded = None
-if c.backend == "torch":  # imported only here: torch alone is most of a process's memory
+if c.backend == REFERENCE.backend:  # imported only here: torch alone is most of a process's memory
     from nanodet_deploy.model import load
     loaded = load(cell["checkpoint"], model=cell["model"], config=cell["config"])
 runtime, processing = open_cell(c, Path(cell["folder"]) if cell["folder"] else None, loaded)
@@ -253,7 +261,7 @@ def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECI
     for cell in cells:
         result = CellResult(cell)
         folder = None
-        if cell.backend != "torch":
+        if cell.backend != REFERENCE.backend:
             folder, result.accepted = cached_export(export_root, loaded, checkpoint, cell, calib, model, config,
                                                     images, ann, progress)
             result.export_dir = str(folder)
@@ -288,35 +296,6 @@ def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECI
     return results
 
 
-def rows(results: list[CellResult]) -> list[dict]:
-    """Table rows with the ratio of each cell's end-to-end median to ONNX Runtime FP32 of the same size and
-    threads in the same run (when it was measured)."""
-    base = {(r.cell.size, r.cell.threads): r.total_ms["median"] for r in results
-            if (r.cell.backend, r.cell.precision) == BASELINE}
-    out = []
-    for r in results:
-        b = base.get((r.cell.size, r.cell.threads))
-        infer = r.inference_ms["median"]
-        overhead = (r.preprocess_ms["median"] + r.postprocess_ms["median"]) / infer
-        out.append({"backend": r.cell.backend, "precision": r.cell.precision, "ran": r.ran,
-                    "size": f"{r.cell.size[0]}x{r.cell.size[1]}", "threads": r.cell.threads,
-                    "pre_ms": r.preprocess_ms["median"], "infer_ms": infer, "post_ms": r.postprocess_ms["median"],
-                    "total_ms": r.total_ms["median"], "total_p90_ms": r.total_ms["p90"],
-                    "total_min_ms": r.total_ms["min"], "ratio": r.total_ms["median"] / b if b else None,
-                    "overhead": overhead, "gflops_per_s": r.gflops_per_s, "size_mb": r.size_mb,
-                    "peak_rss_mb": r.peak_rss_mb, "map": r.map,
-                    "note": r.note})
-    return out
-
-
-COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran", "s"), ("size", "size", "s"),
-           ("threads", "thr", "d"), ("pre_ms", "pre ms", ".2f"), ("infer_ms", "infer ms", ".2f"),
-           ("post_ms", "post ms", ".2f"), ("total_ms", "total ms", ".2f"), ("total_p90_ms", "p90", ".2f"),
-           ("ratio", "vs ORT fp32", ".2f"), ("overhead", "pre+post/infer", ".0%"),
-           ("gflops_per_s", "GFLOP/s", ".1f"), ("size_mb", "MB", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
-           ("map", "mAP", ".4f")]
-
-
 def machine() -> dict:
     """The CPU's model name (from /proc/cpuinfo where there is one), cores, and the OS."""
     import os
@@ -331,65 +310,3 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(), "python": platform.python_version()}
-
-
-def _fmt(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A fixed-width text table: columns are (key, header, format); None prints as '-'."""
-    widths = [max(len(header), *(len(_fmt(row[key], fmt)) for row in rows)) for key, header, fmt in columns]
-    lines = ["  ".join(header.rjust(w) for (_, header, _), w in zip(columns, widths))]
-    lines += ["  ".join(_fmt(row[key], fmt).rjust(w) for (key, _, fmt), w in zip(columns, widths)) for row in rows]
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
-             "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def plot(rows: list[dict], path: Path, title: str = "") -> None:
-    """Latency (end to end, median) against mAP: colour per backend, marker per precision. The mAP axis spans
-    the artifacts that meet their budget; one far below (rejected) is drawn at the bottom edge and labelled
-    with its value."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .files import atomic_path
-
-    colours = {"torch": "tab:gray", "onnxruntime": "tab:blue", "openvino": "tab:purple", "mnn": "tab:orange",
-               "ncnn": "tab:green"}
-    markers = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D"}
-    measured = [r["map"] for r in rows if r["map"] is not None and not r["note"]]
-    low, high = (min(measured) - 0.01, max(measured) + 0.006) if measured else (0.0, 1.0)
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for row in rows:
-        value = row["map"] if row["map"] is not None else float("nan")
-        y = min(max(value, low + 0.001), high)
-        label = f"{row['precision']}" + (f" {row['size']} t{row['threads']}" if len({(r['size'], r['threads'])
-                                                                                   for r in rows}) > 1 else "")
-        if y != value and value == value:
-            label += f" (mAP {value:.3f}, off scale)"
-        ax.scatter(row["total_ms"], y, color=colours.get(row["backend"], "black"),
-                   marker=markers.get(row["precision"], "o"), s=70,
-                   facecolors="none" if row["note"] else None)
-        ax.annotate(label, (row["total_ms"], y), textcoords="offset points", xytext=(6, 3), fontsize=7)
-    for backend, colour in colours.items():
-        if any(r["backend"] == backend for r in rows):
-            ax.scatter([], [], color=colour, label=backend)
-    ax.legend(loc="center right", fontsize=8, title="hollow = over its parity budget", title_fontsize=7)
-    ax.set_ylim(low, high)
-    ax.set_xlabel("end-to-end latency, median ms (preprocess + inference + decode/NMS)")
-    ax.set_ylabel("mAP" if measured else "mAP (not measured: no --ann)")
-    ax.set_title(title or "nanodet-deploy bench")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
-    plt.close(fig)

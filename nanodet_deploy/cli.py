@@ -71,6 +71,36 @@ def _parse_size(value: Optional[str]) -> Optional[tuple[int, int]]:
     return (parts[0], parts[-1])
 
 
+def _backend_list() -> str:
+    from .targets import BACKENDS
+
+    return ", ".join(BACKENDS)
+
+
+def _target_list() -> str:
+    from .targets import TARGETS
+
+    return ", ".join(f"{t.name} ({t.description})" for t in TARGETS.values())
+
+
+def _int8_help(what: str) -> str:
+    """Each target's INT8 calibration methods (default first) or default float parts, from its converter."""
+    import importlib
+
+    from .targets import TARGETS
+
+    parts = []
+    for t in TARGETS.values():
+        module = importlib.import_module(f"{__package__}.converters.{t.converter}")
+        method, float_parts = t.int8_defaults()
+        if what == "methods" and module.CALIBRATION_METHODS:
+            others = [m for m in module.CALIBRATION_METHODS if m != method]
+            parts.append(f"{t.name} {' | '.join([method, *others])}")
+        elif what == "parts":
+            parts.append(f"{t.name} {','.join(float_parts) or 'none'} (of {', '.join(module.FLOAT_PARTS)})")
+    return "; ".join(parts)
+
+
 # Options shared by every command that builds a model.
 Checkpoint = Annotated[Optional[str], typer.Option(
     "--checkpoint", "-c", help="Checkpoint file (.pth/.ckpt, any official layout) or a zoo name to download "
@@ -282,7 +312,7 @@ def _budgets(max_score_err, min_agreement, max_map_drop):
 @app.command()
 @_one_line_errors
 def export(
-    to: Annotated[str, typer.Option("--to", help="Target: onnx (ONNX Runtime), openvino, mnn or ncnn.")] = "onnx",
+    to: Annotated[str, typer.Option("--to", help=f"Target: {_target_list()}.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder (artifact + nanodet.json + "
                                                            "parity.json).")] = Path("export"),
     checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
@@ -294,14 +324,11 @@ def export(
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Folder of calibration images.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Use at most this many.")] = 100,
     calib_method: Annotated[Optional[str], typer.Option(
-        "--calib-method", help="Default per target, chosen by measured mAP: onnx minmax (moving average of "
-                               "per-image ranges) | entropy | percentile; mnn mse (activation-aware ranges) | "
-                               "minmax | ema, kl, admm (MNN's mnnquant); "
-                               "ncnn mse (clip minimising squared error) | kl | aciq | minmax.")] = None,
+        "--calib-method", help="INT8 calibration method; default per target, chosen by measured mAP (README): "
+                               f"{_int8_help('methods')}.")] = None,
     keep_float: Annotated[Optional[str], typer.Option(
-        "--keep-float", help="INT8: parts kept in float, comma-separated from stem, head; 'none' for none. "
-                             "Default per target, chosen by measured mAP: onnx stem,head; openvino head; mnn stem,head; "
-                             "ncnn head.")] = None,
+        "--keep-float", help="INT8: parts kept in float, comma-separated; 'none' for none. Default per target, "
+                             f"chosen by measured mAP: {_int8_help('parts')}.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,
     verify_images: Annotated[Optional[Path], typer.Option(
@@ -322,8 +349,8 @@ def export(
     previous good export in OUT is left untouched."""
     from .export import export as run_export
 
-    if fp16 and int8:
-        raise typer.BadParameter("--fp16 and --int8 exclude each other")
+    if fp16 + int8 + weight_int8 > 1:
+        raise typer.BadParameter("--fp16, --int8 and --weight-int8 exclude each other")
     if android is not None and to != "ncnn":
         raise typer.BadParameter("--android needs --to ncnn (the demo app runs ncnn)")
     if android is not None and not (android / "app" / "build.gradle.kts").is_file():
@@ -333,29 +360,17 @@ def export(
     with _progress() as bar:
         result = run_export(checkpoint, to=to, out=out, model=model, config=config,
                             input_size=_parse_size(input_size), keep_ratio=keep_ratio,
-                            precision="fp16" if fp16 else "int8" if int8 else "fp32", calib=calib,
+                            precision="fp16" if fp16 else "int8" if int8 else "weight-int8" if weight_int8
+                            else "fp32", calib=calib,
                             calib_images=calib_images, calib_method=calib_method, opset=opset,
                             keep_float=None if keep_float is None else
                             [p for p in keep_float.split(",") if p and p != "none"],
                             dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
-                            infer_precision=infer_precision, weight_int8=weight_int8, unsafe_load=unsafe_load,
+                            infer_precision=infer_precision, unsafe_load=unsafe_load,
                             progress=_progress_factory(bar))
-    conversion = result.conversion
-    graph = (f"opset {conversion['opset']}, {conversion['nodes']} nodes" if "opset" in conversion
-             else f"{conversion['layers']} layers")
-    console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {graph}"
-                  + (f", execution {result.report.runtime_precision}" if to == "openvino" else "")
-                  + (", weight-only INT8: activations and arithmetic stay float — not an activation-INT8 model"
-                     if weight_int8 else "")
-                  + ("" if conversion.get("simplified", True) else f" (onnxsim failed, kept the traced model: "
-                                                                   f"{conversion.get('simplify_error')})")
-                  + (f", kept in float: {', '.join(conversion['keep_float'])} "
-                     f"({len(conversion['excluded_nodes'])} nodes)" if conversion.get("excluded_nodes") else "")
-                  + (f", kept in float: {', '.join(conversion['float_layers']) or 'nothing'}, "
-                     f"{conversion['int8_layers']} layers INT8 ({conversion['calibration_method']})"
-                     if "float_layers" in conversion else ""),
-                  soft_wrap=True)
+    console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {result.summary}, execution "
+                  f"{result.report.runtime_precision}", soft_wrap=True)
     console.print(_parity_table([result.report]))
     if result.report.inputs == "synthetic":
         console.print("note: the gate compared tensors on synthetic inputs only; pass --verify-images (and "
@@ -404,26 +419,17 @@ def verify(
     """Run the parity gate on exports again. Writes parity.json; an artifact over budget is moved to
     DIR/rejected/ and the command exits 1 (with --infer-precision, a failure of that execution mode exits 1
     and leaves the artifact in place)."""
-    from .export import PARITY_NAME, reject_in_place, verify_exports
-    from .parity import write_report
+    from .export import verify as run_verify
 
     if ann and not images:
         raise typer.BadParameter("--ann needs --images")
-    budgets = _budgets(max_score_err, min_agreement, max_map_drop)
     with _progress() as bar:
-        results = verify_exports(directory, images=images, ann=ann, checkpoint=checkpoint, budgets=budgets,
-                                 threads=threads, progress=_progress_factory(bar), infer_precision=infer_precision)
-    console.print(_parity_table([r for _, r in results]))
-    rejected = []
-    for folder, report in results:
-        if report.passed or infer_precision:
-            # a failure under a chosen execution mode (--infer-precision) is not the artifact's: it stays
-            write_report(folder / PARITY_NAME, [report], budgets)
-        else:
-            target = reject_in_place(folder)
-            write_report(target / PARITY_NAME, [report], budgets)
-            rejected.append(str(target))
-    failed = [str(folder) for folder, report in results if not report.passed]
+        results = run_verify(directory, images=images, ann=ann, checkpoint=checkpoint,
+                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
+                             progress=_progress_factory(bar), infer_precision=infer_precision)
+    console.print(_parity_table([r.report for r in results]))
+    rejected = [str(r.moved_to) for r in results if r.moved_to]
+    failed = [str(r.folder) for r in results if not r.report.passed]
     if rejected:
         err_console.print(f"rejected (over budget, moved): {', '.join(rejected)}")
     elif failed:
@@ -437,7 +443,7 @@ def verify(
 @_one_line_errors
 def bench(
     backend: Annotated[str, typer.Option(
-        "--backend", "-b", help="torch, onnxruntime, openvino, mnn, ncnn, comma-separated, or all.")] = "all",
+        "--backend", "-b", help=f"{_backend_list()}, comma-separated, or all.")] = "all",
     precision: Annotated[str, typer.Option(
         "--precision", help="Comma-separated: fp32, fp16, int8, bf16 (bf16 = OpenVINO running the FP32 IR in "
                             "bf16; torch runs fp32 only).")] = "fp32,fp16,int8,bf16",
@@ -470,6 +476,7 @@ def bench(
     import platform
 
     from . import bench as bench_lib
+    from . import bench_report
     from .files import write_text_atomic
 
     if checkpoint is None:
@@ -490,10 +497,10 @@ def bench(
                                 threads=thread_counts, runs=runs, warmup=warmup, export_root=export_dir,
                                 calib=calib, images=images, ann=ann, memory=memory,
                                 progress=_progress_factory(bar), log=lambda m: err_console.print(m, markup=False))
-    rows = bench_lib.rows(results)
+    rows = bench_report.rows(results)
     console.print(f"nanodet-deploy bench · {bench_lib.machine()['cpu']} · median of {runs} runs, interleaved; "
                   f"ratio to onnxruntime fp32 of the same size and threads", soft_wrap=True)
-    console.print(bench_lib.format_table(rows, bench_lib.COLUMNS), markup=False, highlight=False, soft_wrap=True)
+    console.print(bench_report.format_table(rows, bench_report.COLUMNS), markup=False, highlight=False, soft_wrap=True)
     for row in rows:
         if row["note"]:
             console.print(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}", soft_wrap=True)
@@ -502,9 +509,9 @@ def bench(
                                                 "checkpoint": str(checkpoint),
                                                 "results": [r.to_dict() for r in results], "rows": rows}, indent=1))
     if markdown_out:
-        write_text_atomic(markdown_out, bench_lib.markdown_table(rows) + "\n")
+        write_text_atomic(markdown_out, bench_report.markdown_table(rows) + "\n")
     if plot_out:
-        bench_lib.plot(rows, plot_out, title=f"nanodet-deploy bench · {bench_lib.machine()['cpu']}")
+        bench_report.plot(rows, plot_out, title=f"nanodet-deploy bench · {bench_lib.machine()['cpu']}")
 
 
 @app.command()

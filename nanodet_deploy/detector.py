@@ -80,7 +80,5 @@ class Detector:
 
 def processing_config(spec, score_thr: float = SCORE_THR, iou_thr: float = IOU_THR,
                       max_dets: int = MAX_DETS) -> ProcessingConfig:
-    return ProcessingConfig(input_size=tuple(spec.input_size), num_classes=spec.num_classes,
-                            strides=spec.strides, reg_max=spec.reg_max, mean=tuple(spec.mean),
-                            std=tuple(spec.std), keep_ratio=spec.keep_ratio, score_thr=score_thr,
-                            iou_thr=iou_thr, max_dets=max_dets)
+    """``spec.processing_config(...)``: kept as a function for callers that hold a spec."""
+    return spec.processing_config(score_thr, iou_thr, max_dets)

@@ -25,6 +25,18 @@ class ArtifactError(UsageError):
     """An exported model file its backend cannot load or run, or one that is not what its manifest says."""
 
 
+class ManifestError(UsageError):
+    """A missing, malformed or inconsistent nanodet.json, or an export folder whose files do not match it."""
+
+
+class NcnnFormatError(ArtifactError, ValueError):
+    """A .param / .bin that cannot be read (the message names the file and the problem)."""
+
+
+class ExportError(NanodetDeployError):
+    """A conversion that failed: a converter tool's error, a graph it could not handle."""
+
+
 class ImageError(NanodetDeployError):
     """An image that cannot be read or decoded."""
 

@@ -10,7 +10,6 @@ any failure, Ctrl-C or SIGTERM. Only files inside ``out`` are ever replaced or d
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,15 +23,6 @@ from .parity import Budgets, ParityReport, compare, synthetic_images, write_repo
 
 PARITY_NAME = "parity.json"
 REJECTED_DIR = "rejected"
-PRECISIONS = ("fp32", "fp16", "int8")
-
-# target -> (converter module in nanodet_deploy.converters, runtime backend that runs its artifact)
-TARGETS = {
-    "onnx": ("onnx", "onnxruntime"),
-    "openvino": ("openvino", "openvino"),
-    "mnn": ("mnn", "mnn"),
-    "ncnn": ("ncnn", "ncnn"),
-}
 
 
 @dataclass
@@ -41,6 +31,7 @@ class ExportResult:
     manifest: Manifest
     report: ParityReport
     conversion: dict
+    summary: str = ""        # the converter's one line on what it made
 
     @property
     def accepted(self) -> bool:
@@ -53,33 +44,33 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
            calib_images: int = 100, calib_method: str | None = None, keep_float=None, opset: int | None = None,
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
-           infer_precision: str | None = None, weight_int8: bool = False, unsafe_load: bool = False,
-           progress=None) -> ExportResult:
-    """Export ``checkpoint`` to ``to`` in ``precision`` under ``out`` and gate it against PyTorch.
+           infer_precision: str | None = None, unsafe_load: bool = False, progress=None) -> ExportResult:
+    """Export ``checkpoint`` to target ``to`` (a name in ``nanodet_deploy.targets.TARGETS``) in ``precision``
+    under ``out`` and gate it against PyTorch.
 
-    ``keep_float`` names the parts INT8 keeps in float and ``calib_method`` how INT8 ranges are calibrated
-    (both default per target, chosen by measured mAP; ``keep_float=()`` for none).
-    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``weight_int8`` (MNN)
-    stores INT8 weights only — activations stay float; its precision is recorded as "weight-int8".
+    ``precision`` is one the target makes ("fp32", "fp16", "int8"; MNN also "weight-int8": INT8 weights,
+    float activations). ``keep_float`` names the parts INT8 keeps in float and ``calib_method`` how INT8 ranges
+    are calibrated (both default per target, chosen by measured mAP; ``keep_float=()`` for none); ``opset`` and
+    ``dynamic_batch`` apply to the ONNX-based targets. An option the target does not take is a UsageError.
+    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact.
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
     """
-    from .converters.calibration import calibration_images
-    from .converters.onnx import DEFAULT_OPSET
-    from .detector import processing_config
+    from .converters.calibration import calibration_images, check_keep_float
     from .model import load
-    from .runtimes import runtime_class
+    from .targets import check_options, get_target
 
-    if to not in TARGETS:
-        raise UsageError(f"unknown export target '{to}' (available: {', '.join(TARGETS)})")
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    target = get_target(to)
+    options = {"opset": opset, "dynamic_batch": dynamic_batch or None, "calib_method": calib_method,
+               "keep_float": None if keep_float is None else tuple(keep_float)}
+    check_options(target, precision, options)
+    converter = target.converter_module()  # a missing backend package fails here, before any work
+    if options["calib_method"] is not None and calib_method not in converter.CALIBRATION_METHODS:
+        raise UsageError(f"--to {to} calibration methods: {', '.join(converter.CALIBRATION_METHODS)} "
+                         f"(got '{calib_method}')")
+    if options["keep_float"] is not None:
+        check_keep_float(options["keep_float"], converter.FLOAT_PARTS)
     if precision == "int8" and calib is None:
         raise UsageError("--int8 needs calibration images: --calib DIR")
-    if weight_int8 and (to != "mnn" or precision != "fp32"):
-        raise UsageError("--weight-int8 is an MNN option and excludes --fp16 / --int8")
-    module_name, backend = TARGETS[to]
-    runtime_class(backend)  # a missing backend package fails before any work
-    converter = importlib.import_module(f"{__package__}.converters.{module_name}")
     calib_paths = calibration_images(calib, calib_images) if precision == "int8" else []
     budgets = budgets or Budgets()
     out = Path(out)
@@ -88,26 +79,18 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     try:
         loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
                       unsafe=unsafe_load)
-        processing = processing_config(loaded.spec)
+        processing = loaded.spec.processing_config()
         with temporary_files_in(staging / ".tmp"), _naming(out):
             files, conversion, packages = converter.convert(
-            loaded.module, processing, staging, precision=precision, opset=opset or DEFAULT_OPSET,
-            dynamic_batch=dynamic_batch, calib_paths=calib_paths, progress=progress,
-            **({} if calib_method is None else {"calib_method": calib_method}),
-            **({} if keep_float is None else {"keep_float": tuple(keep_float)}),
-            **({"weight_int8": True} if weight_int8 else {}))
+                loaded.module, processing, staging, precision=precision, calib_paths=calib_paths, progress=progress,
+                **{name: value for name, value in options.items() if value is not None})
         shutil.rmtree(staging / ".tmp", ignore_errors=True)
-        precision = "weight-int8" if weight_int8 else precision
-        spec = loaded.spec
-        manifest = Manifest(
-            model=spec.name, class_names=list(spec.class_names), input_width=spec.input_size[0],
-            input_height=spec.input_size[1], mean=list(spec.mean), std=list(spec.std), keep_ratio=spec.keep_ratio,
-            strides=list(spec.strides), reg_max=spec.reg_max, backend=backend, precision=precision, files=files,
+        manifest = Manifest.from_spec(
+            loaded.spec, processing, backend=target.backend, precision=precision, files=files,
             checkpoint_sha256=loaded.sha256, batch="dynamic" if dynamic_batch else "1",
-            score_thr=processing.score_thr, iou_thr=processing.iou_thr, max_dets=processing.max_dets,
             versions=package_versions("torch", *packages),
             conversion={"target": to, "checkpoint": str(Path(loaded.checkpoint).resolve()),
-                        "architecture": spec.architecture(), **conversion})
+                        "architecture": loaded.spec.architecture(), **conversion})
         with _naming(out):
             converter.embed_manifest(staging / files["model"], manifest.to_json())
             write_manifest(staging, manifest)
@@ -124,7 +107,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         report.artifact = str(out if report.passed else out / REJECTED_DIR)  # where it is about to go
         write_report(staging / PARITY_NAME, [report], budgets)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
-        return ExportResult(directory, manifest, report, conversion)
+        return ExportResult(directory, manifest, report, conversion, converter.describe(conversion))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
@@ -262,6 +245,29 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
         report = gate(folder, TorchRuntime(loaded.module, threads=threads), manifest, images, ann, budgets,
                       threads, progress, **runtime_options)
         results.append((folder, report))
+    return results
+
+
+@dataclass
+class VerifyResult:
+    folder: Path                  # the export folder verified
+    report: ParityReport
+    moved_to: Path | None = None  # its rejected/ folder when it failed and was moved there
+
+
+def verify(directory: str | Path, images=None, ann=None, checkpoint=None, budgets: Budgets | None = None,
+           threads: int | None = None, progress=None, infer_precision: str | None = None) -> list[VerifyResult]:
+    """The parity gate again on an export folder (or every export folder inside ``directory``), with its policy:
+    each report is written to ``parity.json``; an artifact over budget is moved to ``FOLDER/rejected/`` (its
+    parity.json with it) — except under a chosen ``infer_precision``, whose failure is the execution mode's, not
+    the artifact's: it stays in place."""
+    budgets = budgets or Budgets()
+    results = []
+    for folder, report in verify_exports(directory, images, ann, checkpoint, budgets, threads, progress,
+                                         infer_precision=infer_precision):
+        moved = None if report.passed or infer_precision else reject_in_place(folder)
+        write_report((moved or folder) / PARITY_NAME, [report], budgets)
+        results.append(VerifyResult(folder, report, moved))
     return results
 
 

@@ -16,7 +16,7 @@ import stat
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import ManifestError
 from .files import write_text_atomic
 from .processing import MAX_INPUT_SIDE, ProcessingConfig
 
@@ -39,10 +39,6 @@ PRECISIONS = ("fp32", "fp16", "int8", "weight-int8")
 COLOR_ORDERS = ("BGR",)                      # what processing.preprocess feeds
 RESIZE_MODES = ("warpPerspective linear",)   # what processing.preprocess does
 BATCH_MODES = ("1", "dynamic")
-
-
-class ManifestError(UsageError):
-    """A missing, malformed or inconsistent nanodet.json, or an export folder whose files do not match it."""
 
 
 @dataclass
@@ -83,6 +79,16 @@ class Manifest:
                                 strides=tuple(self.strides), reg_max=self.reg_max, mean=tuple(self.mean),
                                 std=tuple(self.std), keep_ratio=self.keep_ratio, score_thr=self.score_thr,
                                 iou_thr=self.iou_thr, max_dets=self.max_dets)
+
+    @classmethod
+    def from_spec(cls, spec, processing: ProcessingConfig, **artifact) -> "Manifest":
+        """The manifest of an artifact of ``spec``: the model and processing fields from the spec and its
+        processing config (the one place they are mapped), the rest (backend, precision, files, ...) given."""
+        return cls(model=spec.name, class_names=list(spec.class_names), input_width=processing.input_size[0],
+                   input_height=processing.input_size[1], mean=list(processing.mean), std=list(processing.std),
+                   keep_ratio=processing.keep_ratio, strides=list(processing.strides), reg_max=processing.reg_max,
+                   score_thr=processing.score_thr, iou_thr=processing.iou_thr, max_dets=processing.max_dets,
+                   **artifact)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import NcnnFormatError  # noqa: F401  (raised here, importable from here)
+
 MAGIC = "7767517"
 TAG_FP32, TAG_FP16, TAG_INT8 = 0, 0x01306B47, 0x000D4B38
 _TAGS = {TAG_FP32: np.float32, TAG_FP16: np.float16, TAG_INT8: np.int8}
@@ -28,10 +30,6 @@ WEIGHTLESS = {"Input", "Pooling", "Split", "Concat", "ShuffleChannel", "Slice", 
               "Interp", "BinaryOp", "ReLU", "Eltwise", "Flatten", "Crop", "Softmax", "Noop", "Clip", "Swish",
               "HardSwish", "HardSigmoid", "Squeeze", "ExpandDims", "Dequantize", "Quantize", "Requantize"}
 CONVOLUTIONS = ("Convolution", "ConvolutionDepthWise")
-
-
-class NcnnFormatError(ValueError):
-    """A .param / .bin this module cannot read (the message names the file and the problem)."""
 
 
 @dataclass

@@ -12,7 +12,8 @@ from nanodet_deploy.errors import MissingBackendError
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import read_manifest, write_manifest, MANIFEST_NAME, ManifestError
 from nanodet_deploy.parity import unmatched
-from nanodet_deploy.runtimes import BACKENDS, runtime_class
+from nanodet_deploy.runtimes import runtime_class
+from nanodet_deploy.targets import BACKENDS, Target
 
 from .helpers import (CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, error_lines,
                       export_cli, parity_of, run_cli, weights)
@@ -162,6 +163,7 @@ def test_usage_errors(tmp_path):
 
 
 def test_missing_backend_package_names_the_extra(monkeypatch):
-    monkeypatch.setitem(BACKENDS, "fancy", ("onnxruntime", "OnnxRuntime", "package_that_is_not_here", "fancy"))
+    monkeypatch.setitem(BACKENDS, "fancy", Target("fancy", "fancy", "onnxruntime.OnnxRuntime",
+                                                  "package_that_is_not_here", "fancy"))
     with pytest.raises(MissingBackendError, match=r"pip install 'nanodet-deploy\[fancy\]'"):
         runtime_class("fancy")

@@ -41,3 +41,11 @@ def calibration_tensors(paths: list[Path], processing: ProcessingConfig, progres
         if progress:
             progress()
         yield tensor
+
+
+def float_layers_summary(conversion: dict) -> str:
+    """", kept in float: ..., N layers INT8 (method)" for converters that record their float layers."""
+    if "float_layers" not in conversion:
+        return ""
+    return (f", kept in float: {', '.join(conversion['float_layers']) or 'nothing'}, "
+            f"{conversion['int8_layers']} layers INT8 ({conversion['calibration_method']})")

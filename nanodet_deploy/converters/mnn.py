@@ -26,10 +26,10 @@ from ..errors import UsageError
 from . import mnn_int8
 from . import onnx as onnx_converter
 from . import tools
-from .calibration import calibration_tensors, check_keep_float
+from .calibration import calibration_tensors, check_keep_float, float_layers_summary
 
 MNNQUANT_METHODS = {"ema": "EMA", "kl": "KL", "admm": "ADMM"}
-METHODS = (*mnn_int8.METHODS, *MNNQUANT_METHODS)
+CALIBRATION_METHODS = (*mnn_int8.METHODS, *MNNQUANT_METHODS)
 # INT8 by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images.
 #   mnnquant feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439, and 0.3413..0.3599
 #   over 16..100 images; MNN 3.6.1's EMA path never reads skip_quant_op_names (only KL/ADMM do), so nothing can
@@ -38,6 +38,8 @@ METHODS = (*mnn_int8.METHODS, *MNNQUANT_METHODS)
 #   0.3593 (103 of 110 convolutions INT8; minmax 0.3567), head only 0.3587, stem and the whole head 0.3544.
 DEFAULT_METHOD = "mse"
 DEFAULT_FLOAT_PARTS = ("stem", "head")
+# MNN's own parts: the same ONNX graph selections as the ONNX target uses, but MNN's recipe, not a copy of ONNX's
+FLOAT_PARTS = {"stem": onnx_converter.stem_nodes, "head": onnx_converter.head_output_nodes}
 
 
 def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
@@ -48,8 +50,10 @@ def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
 
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
             dynamic_batch: bool = False, calib_paths=(), calib_method: str = DEFAULT_METHOD, progress=None,
-            keep_float=DEFAULT_FLOAT_PARTS, weight_int8: bool = False):
-    """The ``--to mnn`` target: ``model.mnn``. Returns (files, conversion, packages)."""
+            keep_float=DEFAULT_FLOAT_PARTS):
+    """The ``--to mnn`` target: ``model.mnn`` (precision "weight-int8": INT8 weights only). Returns (files,
+    conversion, packages)."""
+    weight_int8 = precision == "weight-int8"
     intermediate = directory / "model.intermediate.onnx"
     conversion = onnx_converter.export_onnx(module, processing.input_size, intermediate, opset=opset,
                                             dynamic_batch=dynamic_batch)
@@ -77,9 +81,9 @@ def _convert_int8(onnx_path: Path, model: Path, processing, calib_paths, method:
                   progress) -> dict:
     import onnx
 
-    if method not in METHODS:
-        raise UsageError(f"MNN calibration methods: {', '.join(METHODS)} (got '{method}')")
-    check_keep_float(keep_float, onnx_converter.FLOAT_PARTS)
+    if method not in CALIBRATION_METHODS:
+        raise UsageError(f"MNN calibration methods: {', '.join(CALIBRATION_METHODS)} (got '{method}')")
+    check_keep_float(keep_float, FLOAT_PARTS)
     onnx_model = onnx.load(str(onnx_path))
     if method in MNNQUANT_METHODS:
         float_model = model.with_name("model.fp32.mnn")
@@ -96,7 +100,7 @@ def _convert_int8(onnx_path: Path, model: Path, processing, calib_paths, method:
 
 
 def _float_convs(onnx_model, keep_float) -> set[str]:
-    return {name for part in keep_float for name in onnx_converter.FLOAT_PARTS[part](onnx_model)}
+    return {name for part in keep_float for name in FLOAT_PARTS[part](onnx_model)}
 
 
 def _calibrate(onnx_model, params_path: Path, processing, calib_paths, method: str, keep_float,
@@ -150,6 +154,13 @@ def _quantize(src: Path, dst: Path, processing, calib_paths, calib_method: str, 
     return {"int8": "mnnquant (offline, activations and weights)", "feature_quantize_method": method,
             "weight_quantize_method": "MAX_ABS", "calibration_images": len(calib_paths),
             "skipped_ops": skip if method != "EMA" else "none: MNN 3.6.1's EMA path ignores skip_quant_op_names"}
+
+
+def describe(conversion: dict) -> str:
+    text = onnx_converter.describe(conversion)
+    if "weight_int8" in conversion:
+        text += ", weight-only INT8: activations and arithmetic stay float — not an activation-INT8 model"
+    return text + float_layers_summary(conversion)
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import ncnn_format
 from ..errors import UsageError
 from . import ncnn_int8
-from .calibration import calibration_tensors, check_keep_float
+from .calibration import calibration_tensors, check_keep_float, float_layers_summary
 from .tools import run_tool
 
 # INT8 calibration method and parts kept in float, by measured val-dev mAP at 416 (FP32 0.3703; the released
@@ -38,6 +38,7 @@ FLOAT_PARTS = {
 }
 DEFAULT_FLOAT_PARTS = ("head",)
 DEFAULT_METHOD = "mse"
+CALIBRATION_METHODS = ncnn_int8.METHODS
 
 
 PNNX_ENV = "NANODET_DEPLOY_PNNX"  # path of a pnnx executable to use instead of the pip package's
@@ -82,12 +83,9 @@ def to_ncnn(module, input_size: tuple[int, int], param_path: Path, bin_path: Pat
     return {"exporter": "torch.jit.trace + pnnx", "pnnx_fp16": fp16, "layers": len(model.layers)}
 
 
-def convert(module, processing, directory: Path, precision: str = "fp32", opset: int | None = None,
-            dynamic_batch: bool = False, calib_paths=(), calib_method: str = DEFAULT_METHOD, progress=None,
-            keep_float=DEFAULT_FLOAT_PARTS):
+def convert(module, processing, directory: Path, precision: str = "fp32", calib_paths=(),
+            calib_method: str = DEFAULT_METHOD, progress=None, keep_float=DEFAULT_FLOAT_PARTS):
     """The ``--to ncnn`` target: ``model.param`` / ``model.bin``. Returns (files, conversion, packages)."""
-    if dynamic_batch:
-        raise UsageError("ncnn has no batch axis: --dynamic-batch does not apply to --to ncnn")
     param, weights = directory / "model.param", directory / "model.bin"
     conversion = to_ncnn(module, processing.input_size, param, weights, fp16=precision == "fp16")
     if precision == "fp16":
@@ -124,6 +122,10 @@ def quantize_int8(param: Path, weights: Path, processing, calib_paths, method: s
     return {"int8": f"nanodet-deploy ncnn INT8 (table like ncnn2table, {method}; writer like ncnn2int8)",
             "calibration_method": method, "calibration_images": len(tensors), "keep_float": list(keep_float),
             "float_layers": kept, "int8_layers": len(layers), "table_text": ncnn_int8.table_text(table)}
+
+
+def describe(conversion: dict) -> str:
+    return f"{conversion['layers']} layers" + float_layers_summary(conversion)
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

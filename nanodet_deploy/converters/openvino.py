@@ -21,13 +21,14 @@ RT_INFO_KEY = "nanodet_deploy"
 #   head's final 1x1 convs ignored, PERFORMANCE: 0.3628 / 0.3422 (smallest mean drop);  MIXED: 0.3644 / 0.3387
 #   + stem conv1 ignored: 0.3642 / -;  whole head ignored: 0.3638 / -
 IGNORED_PATTERNS = {"head": [r".*/head/gfl_cls\.\d+/.*"], "stem": [r".*/backbone/conv1/.*"]}
+FLOAT_PARTS = IGNORED_PATTERNS
 DEFAULT_FLOAT_PARTS = ("head",)
+CALIBRATION_METHODS = ()  # NNCF chooses its ranges itself: --calib-method does not apply
 INT8_PRESET = "PERFORMANCE"  # symmetric weights and activations: the preset with VNNI kernels everywhere
 
 
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
-            dynamic_batch: bool = False, calib_paths=(), calib_method: str = "minmax", progress=None,
-            keep_float=DEFAULT_FLOAT_PARTS):
+            dynamic_batch: bool = False, calib_paths=(), progress=None, keep_float=DEFAULT_FLOAT_PARTS):
     """The ``--to openvino`` target: ``model.xml`` / ``model.bin``. Returns (files, conversion, packages)."""
     import openvino as ov
 
@@ -67,6 +68,13 @@ def quantize_int8(model, processing, calib_paths, keep_float, progress):
         nncf_logger.level = level
     return model, {"int8": "nncf.quantize (post-training, fast bias correction)", "preset": INT8_PRESET,
                    "calibration_images": len(tensors), "keep_float": list(keep_float), "ignored_patterns": patterns}
+
+
+def describe(conversion: dict) -> str:
+    text = onnx_converter.describe(conversion)
+    if conversion.get("ignored_patterns"):
+        text += f", kept in float: {', '.join(conversion['keep_float'])}"
+    return text
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

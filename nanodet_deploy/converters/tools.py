@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .onnx import ExportError
+from ..errors import ExportError
 
 TOOL_TIMEOUT_S = 1800
 TIMEOUT_ENV = "NANODET_DEPLOY_TOOL_TIMEOUT"  # seconds; overrides TOOL_TIMEOUT_S

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..processing import MAX_INPUT_SIDE
+from ..processing import IOU_THR, MAX_DETS, MAX_INPUT_SIDE, SCORE_THR, ProcessingConfig
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic_light",
@@ -71,6 +71,14 @@ class ModelSpec:
     @property
     def reg_max(self) -> int:
         return self.head.get("reg_max", 7)
+
+    def processing_config(self, score_thr: float = SCORE_THR, iou_thr: float = IOU_THR,
+                          max_dets: int = MAX_DETS) -> ProcessingConfig:
+        """What pre/post-processing needs of this model: the one spec -> processing mapping."""
+        return ProcessingConfig(input_size=tuple(self.input_size), num_classes=self.num_classes,
+                                strides=self.strides, reg_max=self.reg_max, mean=tuple(self.mean),
+                                std=tuple(self.std), keep_ratio=self.keep_ratio, score_thr=score_thr,
+                                iou_thr=iou_thr, max_dets=max_dets)
 
     def architecture(self) -> dict:
         """The constructor arguments, JSON-ready (recorded in export manifests to rebuild the reference)."""

@@ -1,49 +1,31 @@
-"""Runtimes by backend name. Each module imports its backend's package; a missing package becomes one line
-naming the extra to install."""
+"""Runtimes by backend name, looked up in the one registry (``nanodet_deploy.targets``). Each module imports
+its backend's package; a missing package becomes one line naming the extra to install."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 
-from ..errors import ArtifactError, MissingBackendError, NanodetDeployError, UsageError
+from ..errors import ArtifactError, NanodetDeployError, UsageError
+from ..targets import BACKENDS, REFERENCE, get_backend
 from .base import Runtime
-
-# backend -> (module in this package, class, Python package it needs, pip extra that installs it)
-BACKENDS = {
-    "torch": ("torch", "TorchRuntime", "torch", "torch"),
-    "onnxruntime": ("onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
-    "openvino": ("openvino", "OpenVinoRuntime", "openvino", "openvino"),
-    "mnn": ("mnn", "MnnRuntime", "MNN", "mnn"),
-    "ncnn": ("ncnn", "NcnnRuntime", "ncnn", "ncnn"),
-}
 
 
 def runtime_class(backend: str):
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
-    module, cls, package, extra = BACKENDS[backend]
-    if importlib.util.find_spec(package) is None:  # found, not imported: importing is the runtime's business
-        raise MissingBackendError(backend, package, extra)
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
-
-
-# Options a backend's runtime takes beyond threads (everything else is in the manifest).
-RUNTIME_OPTIONS = {"openvino": {"infer_precision"}}
+    return get_backend(backend).runtime_class()
 
 
 def open_export(directory, manifest, threads: int | None = None, **options):
     """The runtime for an export folder whose manifest is read; ``options`` with None values are unset."""
+    if manifest.backend not in BACKENDS or manifest.backend == REFERENCE.backend:
+        raise UsageError(f"{directory}: nanodet.json names backend {manifest.backend!r}, not one that runs exports "
+                         f"({', '.join(b for b in BACKENDS if b != REFERENCE.backend)})")
+    target = get_backend(manifest.backend)
     options = {k: v for k, v in options.items() if v is not None}
-    unsupported = set(options) - RUNTIME_OPTIONS.get(manifest.backend, set())
+    unsupported = set(options) - target.runtime_options
     if unsupported:
         flags = ", ".join("--" + name.replace("_", "-") for name in sorted(unsupported))
         raise UsageError(f"{flags} does not apply to {manifest.backend} exports")
-    if manifest.backend not in BACKENDS or manifest.backend == "torch":
-        raise UsageError(f"{directory}: nanodet.json names backend {manifest.backend!r}, not one that runs exports "
-                         f"({', '.join(b for b in BACKENDS if b != 'torch')})")
-    cls = runtime_class(manifest.backend)
+    cls = target.runtime_class()
     model_file = Path(directory) / manifest.files["model"]
     try:
         runtime = cls.from_export(directory, manifest, threads=threads, **options)
@@ -51,6 +33,11 @@ def open_export(directory, manifest, threads: int | None = None, **options):
         raise
     except Exception as e:  # each backend has its own exception types for a file it cannot parse
         raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it ({_first_line(e)})") from None
+    for field in ("input_name", "output_name"):  # the blob names, where the backend tells them
+        found = getattr(runtime, field, None)
+        if found is not None and found != getattr(manifest, field):
+            raise ArtifactError(f"{model_file}: its {field.replace('_', ' ')} is {found!r}, nanodet.json says "
+                                f"{getattr(manifest, field)!r}")
     stored = getattr(runtime, "stored_precision", None)  # what the model file holds, where the backend can tell
     if stored is not None and stored != manifest.precision:
         raise ArtifactError(f"{model_file}: holds a {stored} model, nanodet.json says {manifest.precision}")

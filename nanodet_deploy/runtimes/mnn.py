@@ -30,26 +30,29 @@ with _stdout_silenced():
     import MNN.nn as nn
 
 
-def load_module(path: str | Path, threads: int | None = None):
+def load_module(path: str | Path, threads: int | None = None, input_name: str = "data",
+                output_name: str = "output"):
     # precision "high": FP32 arithmetic (x86 has no FP16 arithmetic in MNN; "low" would allow it on ARM)
     config = {"backend": "CPU", "precision": "high", "numThread": threads or 1}
     with _stdout_silenced():  # "MNN use high precision"
         runtime = nn.create_runtime_manager((config,))
-        return nn.load_module_from_file(str(path), ["data"], ["output"], runtime_manager=runtime)
+        return nn.load_module_from_file(str(path), [input_name], [output_name], runtime_manager=runtime)
 
 
 class MnnRuntime:
     backend = "mnn"
 
-    def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None):
-        self.module = load_module(model_path, threads)
+    def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
+                 input_name: str = "data", output_name: str = "output"):
+        self.module = load_module(model_path, threads, input_name, output_name)
         # FP16 and weight-only INT8 models store smaller weights and compute in FP32 on this CPU path
         self.precision = {"fp16": "fp32", "weight-int8": "fp32 (int8 weights)"}.get(precision, precision)
         self._lock = threading.Lock()
 
     @classmethod
     def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "MnnRuntime":
-        return cls(directory / manifest.files["model"], precision=manifest.precision, threads=threads)
+        return cls(directory / manifest.files["model"], precision=manifest.precision, threads=threads,
+                   input_name=manifest.input_name, output_name=manifest.output_name)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         tensor = np.ascontiguousarray(tensor, np.float32)  # kept alive for the whole call

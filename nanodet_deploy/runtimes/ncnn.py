@@ -15,6 +15,7 @@ import numpy as np
 
 import ncnn
 
+from ..errors import ArtifactError, UsageError
 from ..ncnn_format import read as read_ncnn
 
 # precision -> ncnn options. FP32 turns fp16/bf16 storage off (ncnn's default is on: not exact); FP16 models
@@ -37,17 +38,17 @@ class NcnnRuntime:
     def __init__(self, param_path: str | Path, bin_path: str | Path, precision: str = "fp32",
                  threads: int | None = None):
         if precision not in PRECISION_OPTIONS:
-            raise ValueError(f"precision must be one of {list(PRECISION_OPTIONS)}, got '{precision}'")
+            raise UsageError(f"ncnn precision must be one of {list(PRECISION_OPTIONS)}, got '{precision}'")
         model = read_ncnn(param_path)
         if len(model.inputs) != 1:
-            raise ValueError(f"{param_path}: expected one input blob, found {model.inputs}")
+            raise ArtifactError(f"{param_path}: expected one input blob, found {model.inputs}")
         self.input_name = model.inputs[0]
         self.output_names = model.outputs
         levels = [_LEVEL_OUTPUT.match(name) for name in self.output_names]
         self.level_strides = (sorted({int(m.group(2)) for m in levels}) if len(levels) > 1 and all(levels)
                               else None)
         if self.level_strides is None and len(self.output_names) != 1:
-            raise ValueError(f"{param_path}: outputs {self.output_names} are neither one raw output nor "
+            raise ArtifactError(f"{param_path}: outputs {self.output_names} are neither one raw output nor "
                              f"per-level cls<stride>/dis<stride>")
         self.net = ncnn.Net()
         self.net.opt.num_threads = threads or 1
@@ -58,7 +59,7 @@ class NcnnRuntime:
         for option, value in PRECISION_OPTIONS[precision].items():
             setattr(self.net.opt, option, value)
         if self.net.load_param(str(param_path)) != 0 or self.net.load_model(str(bin_path)) != 0:
-            raise ValueError(f"{param_path}: ncnn could not load this model (with {bin_path})")
+            raise ArtifactError(f"{param_path}: ncnn could not load this model (with {bin_path})")
         self.precision = precision
 
     @classmethod
@@ -83,7 +84,7 @@ class NcnnRuntime:
             for name in self.output_names:
                 status, out = extractor.extract(name)
                 if status != 0:
-                    raise RuntimeError(f"ncnn failed to compute blob '{name}' (status {status})")
+                    raise ArtifactError(f"ncnn failed to compute blob '{name}' (status {status})")
                 outputs[name] = np.array(out)  # a copy: the Mat's memory belongs to the extractor
         del mat, array
         if self.level_strides is None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from ..errors import UsageError
+
 INFER_PRECISIONS = {"f32": "fp32", "bf16": "bf16"}  # --infer-precision -> how we name it
 
 
@@ -21,7 +23,7 @@ class OpenVinoRuntime:
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
                  infer_precision: str = "f32", performance_hint: str = "LATENCY"):
         if infer_precision not in INFER_PRECISIONS:
-            raise ValueError(f"infer_precision must be one of {list(INFER_PRECISIONS)}, got '{infer_precision}'")
+            raise UsageError(f"--infer-precision must be one of {', '.join(INFER_PRECISIONS)}, got '{infer_precision}'")
         config = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": infer_precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -1,0 +1,99 @@
+"""Reporting ``bench`` results: rows with ratios to the baseline, the table (terminal and markdown), and the
+latency-vs-mAP plot. The measuring is ``bench.py``; this module only formats what it measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .bench import BASELINE, CellResult
+from .targets import BACKENDS
+
+
+def rows(results: list[CellResult]) -> list[dict]:
+    """Table rows with the ratio of each cell's end-to-end median to ONNX Runtime FP32 of the same size and
+    threads in the same run (when it was measured)."""
+    base = {(r.cell.size, r.cell.threads): r.total_ms["median"] for r in results
+            if (r.cell.backend, r.cell.precision) == BASELINE}
+    out = []
+    for r in results:
+        b = base.get((r.cell.size, r.cell.threads))
+        infer = r.inference_ms["median"]
+        overhead = (r.preprocess_ms["median"] + r.postprocess_ms["median"]) / infer
+        out.append({"backend": r.cell.backend, "precision": r.cell.precision, "ran": r.ran,
+                    "size": f"{r.cell.size[0]}x{r.cell.size[1]}", "threads": r.cell.threads,
+                    "pre_ms": r.preprocess_ms["median"], "infer_ms": infer, "post_ms": r.postprocess_ms["median"],
+                    "total_ms": r.total_ms["median"], "total_p90_ms": r.total_ms["p90"],
+                    "total_min_ms": r.total_ms["min"], "ratio": r.total_ms["median"] / b if b else None,
+                    "overhead": overhead, "gflops_per_s": r.gflops_per_s, "size_mb": r.size_mb,
+                    "peak_rss_mb": r.peak_rss_mb, "map": r.map,
+                    "note": r.note})
+    return out
+
+
+COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran", "s"), ("size", "size", "s"),
+           ("threads", "thr", "d"), ("pre_ms", "pre ms", ".2f"), ("infer_ms", "infer ms", ".2f"),
+           ("post_ms", "post ms", ".2f"), ("total_ms", "total ms", ".2f"), ("total_p90_ms", "p90", ".2f"),
+           ("ratio", "vs ORT fp32", ".2f"), ("overhead", "pre+post/infer", ".0%"),
+           ("gflops_per_s", "GFLOP/s", ".1f"), ("size_mb", "MB", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
+           ("map", "mAP", ".4f")]
+
+
+def _fmt(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A fixed-width text table: columns are (key, header, format); None prints as '-'."""
+    widths = [max(len(header), *(len(_fmt(row[key], fmt)) for row in rows)) for key, header, fmt in columns]
+    lines = ["  ".join(header.rjust(w) for (_, header, _), w in zip(columns, widths))]
+    lines += ["  ".join(_fmt(row[key], fmt).rjust(w) for (key, _, fmt), w in zip(columns, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
+    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str = "") -> None:
+    """Latency (end to end, median) against mAP: colour per backend, marker per precision. The mAP axis spans
+    the artifacts that meet their budget; one far below (rejected) is drawn at the bottom edge and labelled
+    with its value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_path
+
+    colours = {backend: row.colour for backend, row in BACKENDS.items()}
+    markers = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D"}
+    measured = [r["map"] for r in rows if r["map"] is not None and not r["note"]]
+    low, high = (min(measured) - 0.01, max(measured) + 0.006) if measured else (0.0, 1.0)
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for row in rows:
+        value = row["map"] if row["map"] is not None else float("nan")
+        y = min(max(value, low + 0.001), high)
+        label = f"{row['precision']}" + (f" {row['size']} t{row['threads']}" if len({(r['size'], r['threads'])
+                                                                                   for r in rows}) > 1 else "")
+        if y != value and value == value:
+            label += f" (mAP {value:.3f}, off scale)"
+        ax.scatter(row["total_ms"], y, color=colours.get(row["backend"], "black"),
+                   marker=markers.get(row["precision"], "o"), s=70,
+                   facecolors="none" if row["note"] else None)
+        ax.annotate(label, (row["total_ms"], y), textcoords="offset points", xytext=(6, 3), fontsize=7)
+    for backend, colour in colours.items():
+        if any(r["backend"] == backend for r in rows):
+            ax.scatter([], [], color=colour, label=backend)
+    ax.legend(loc="center right", fontsize=8, title="hollow = over its parity budget", title_fontsize=7)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("end-to-end latency, median ms (preprocess + inference + decode/NMS)")
+    ax.set_ylabel("mAP" if measured else "mAP (not measured: no --ann)")
+    ax.set_title(title or "nanodet-deploy bench")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
