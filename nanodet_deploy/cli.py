@@ -499,7 +499,7 @@ def bench(
                                 progress=_progress_factory(bar), log=lambda m: err_console.print(m, markup=False))
     rows = bench_report.rows(results)
     console.print(f"nanodet-deploy bench · {bench_lib.machine()['cpu']} · median of {runs} runs, interleaved; "
-                  f"ratio to onnxruntime fp32 of the same size and threads", soft_wrap=True)
+                  f"ratio to {' '.join(bench_lib.BASELINE)} of the same size and threads", soft_wrap=True)
     console.print(bench_report.format_table(rows, bench_report.COLUMNS), markup=False, highlight=False, soft_wrap=True)
     for row in rows:
         if row["note"]:

@@ -10,6 +10,7 @@ import numpy as np
 from .processing import IOU_THR, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, postprocess, preprocess
 from .errors import UsageError
 from .runtimes import open_export, runtime_class
+from .targets import REFERENCE
 
 
 class Detector:
@@ -27,7 +28,7 @@ class Detector:
         from .model import load
 
         runtime_cls = runtime_class(backend)  # fail on an unknown or missing backend before loading anything
-        if backend != "torch":
+        if backend != REFERENCE.backend:
             raise UsageError(f"backend '{backend}' runs an exported model: export it (nanodet-deploy export) "
                              f"and use Detector.from_export(DIR) / --export DIR")
         loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
