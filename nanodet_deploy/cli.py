@@ -473,8 +473,6 @@ def bench(
 
     Exports what is missing (cached: a second run converts nothing). Ratios are to ONNX Runtime FP32 of the
     same size and threads in the same run."""
-    import platform
-
     from . import bench as bench_lib
     from . import bench_report
     from .files import write_text_atomic

@@ -39,7 +39,9 @@ def max_bytes() -> int:
 
 
 # OpenCV's own decoder limit, for formats whose header we do not read; it is read once, at the first decode
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(max_pixels()))
+# (a malformed NANODET_DEPLOY_MAX_IMAGE_PIXELS is reported when an image is read, not at import)
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS",
+                      str(max_pixels() if os.environ.get(MAX_PIXELS_ENV, "").isdigit() else DEFAULT_MAX_PIXELS))
 import cv2  # noqa: E402
 
 
