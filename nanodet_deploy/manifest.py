@@ -3,8 +3,9 @@ reads it, so ``Detector.from_export(DIR)`` needs nothing else.
 
 A manifest is untrusted input (a downloaded export folder, a shared drive): it is read under a size and
 nesting limit, every field is type- and range-checked before use, the files it names are plain names inside
-its folder, and each file's size and sha256 recorded at export are checked when the export is opened (measured:
-0.9 ms for a 1.4 MB ncnn INT8 pair, 3.5 ms for a 5.2 MB OpenVINO FP32 IR; hashing runs at ~1.5 GB/s).
+its folder, and each file's size and sha256 recorded at export are checked when the export is opened (measured
+with a test suite busy on both cores, medians of 20: 8.7 ms for the 5.15 MB OpenVINO FP32 IR, 7.5 ms for the
+4.86 MB ONNX FP32 model, 2.6 ms for the 1.51 MB ncnn INT8 files; about 1.7 ms per MB).
 """
 
 from __future__ import annotations
