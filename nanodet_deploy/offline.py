@@ -3,11 +3,11 @@
 Applied once, when ``nanodet_deploy`` is imported, before any backend library loads (each reads its switch at
 load time). Measured with a fresh HOME in a network namespace whose resolver records every query
 (tests/test_untrusted.py): ``export --to openvino`` looked up ONNX Runtime's telemetry host (onnxsim loads
-ONNX Runtime; it wrote ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/deviceid``) and Google Analytics 80
+ONNX Runtime; it wrote ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/deviceid``) and Google Analytics dozens of
 times for OpenVINO's ``convert_model`` and NNCF (consent is assumed when no opt-out file exists; a client id is
 written under ``~/intel/``). With this module: no query, nothing under HOME.
 
-- ONNX Runtime (Linux builds since 1.25 carry 1DS telemetry): ``ORT_DISABLE_TELEMETRY=1`` set before it
+- ONNX Runtime (its Linux wheels carry 1DS telemetry: 1.32 here): ``ORT_DISABLE_TELEMETRY=1`` set before it
   initialises is its full opt-out — no uploader, no device id, no event (``ORT_TELEMETRY_DISABLED`` is the
   later spelling of the same switch).
 - OpenVINO's tools (``convert_model``) and NNCF send through the optional ``openvino_telemetry`` package and
