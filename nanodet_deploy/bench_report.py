@@ -14,9 +14,12 @@ def rows(results: list[CellResult]) -> list[dict]:
     threads in the same run (when it was measured)."""
     base = {(r.cell.size, r.cell.threads): r.total_ms["median"] for r in results
             if (r.cell.backend, r.cell.precision) == BASELINE}
+    own_fp32 = {(r.cell.backend, r.cell.size, r.cell.threads): r.inference_ms["median"] for r in results
+                if r.cell.precision == "fp32"}
     out = []
     for r in results:
         b = base.get((r.cell.size, r.cell.threads))
+        fp32 = own_fp32.get((r.cell.backend, r.cell.size, r.cell.threads)) if r.cell.precision != "fp32" else None
         infer = r.inference_ms["median"]
         overhead = (r.preprocess_ms["median"] + r.postprocess_ms["median"]) / infer
         out.append({"backend": r.cell.backend, "precision": r.cell.precision, "ran": r.ran,
@@ -24,6 +27,7 @@ def rows(results: list[CellResult]) -> list[dict]:
                     "pre_ms": r.preprocess_ms["median"], "infer_ms": infer, "post_ms": r.postprocess_ms["median"],
                     "total_ms": r.total_ms["median"], "total_p90_ms": r.total_ms["p90"],
                     "total_min_ms": r.total_ms["min"], "ratio": r.total_ms["median"] / b if b else None,
+                    "infer_vs_fp32": r.inference_ms["median"] / fp32 if fp32 else None,
                     "overhead": overhead, "gflops_per_s": r.gflops_per_s, "size_mb": r.size_mb,
                     "peak_rss_mb": r.peak_rss_mb, "map": r.map,
                     "note": r.note})
@@ -33,9 +37,23 @@ def rows(results: list[CellResult]) -> list[dict]:
 COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran", "s"), ("size", "size", "s"),
            ("threads", "thr", "d"), ("pre_ms", "pre ms", ".2f"), ("infer_ms", "infer ms", ".2f"),
            ("post_ms", "post ms", ".2f"), ("total_ms", "total ms", ".2f"), ("total_p90_ms", "p90", ".2f"),
-           ("ratio", "vs ORT fp32", ".2f"), ("overhead", "pre+post/infer", ".0%"),
+           ("ratio", "vs ORT fp32", ".2f"), ("infer_vs_fp32", "infer vs own fp32", ".2f"),
+           ("overhead", "pre+post/infer", ".0%"),
            ("gflops_per_s", "GFLOP/s", ".1f"), ("size_mb", "MB", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
            ("map", "mAP", ".4f")]
+
+
+def int8_summary(rows: list[dict]) -> list[str]:
+    """One line per backend, size and threads measured in INT8 and FP32 in this run: INT8 inference time over
+    FP32's, said plainly when INT8 is not faster."""
+    lines = []
+    for row in rows:
+        if row["precision"] == "int8" and row["infer_vs_fp32"] is not None:
+            ratio = row["infer_vs_fp32"]
+            verdict = "faster" if ratio < 1 else "NOT faster than FP32 on this machine"
+            lines.append(f"INT8 / FP32 inference, {row['backend']} {row['size']} {row['threads']} threads: "
+                         f"{ratio:.2f}x ({verdict})")
+    return lines
 
 
 def _fmt(value, fmt: str) -> str:

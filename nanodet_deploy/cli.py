@@ -97,7 +97,8 @@ def _int8_help(what: str) -> str:
             others = [m for m in module.CALIBRATION_METHODS if m != method]
             parts.append(f"{t.name} {' | '.join([method, *others])}")
         elif what == "parts":
-            parts.append(f"{t.name} {','.join(float_parts) or 'none'} (of {', '.join(module.FLOAT_PARTS)})")
+            known = [*module.FLOAT_PARTS, *(["auto"] if "auto" in float_parts else [])]
+            parts.append(f"{t.name} {','.join(float_parts) or 'none'} (of {', '.join(known)})")
     return "; ".join(parts)
 
 
@@ -285,9 +286,11 @@ def _parity_table(reports) -> Table:
         ("scores max-abs / cos", lambda r: f"{_fmt(r.score_max_abs)} / {_fmt(r.score_cosine, 6)}"),
         ("distances max-abs / cos", lambda r: f"{_fmt(r.distance_max_abs)} / {_fmt(r.distance_cosine, 6)}"),
         ("agreement (≥0.3, IoU≥0.9)", lambda r: "-" if r.agreement is None else
-            f"{r.agreement:.4f} of {r.reference_detections}"),
+            f"{r.agreement:.4f} of {r.reference_detections}" + _interval(r.agreement_interval, 1, 3)),
         ("mAP reference → artifact", lambda r: "-" if r.map_artifact is None else
             f"{r.map_reference:.4f} → {r.map_artifact:.4f} vs {r.map_against}"),
+        ("mAP points lost", lambda r: "-" if r.map_drop is None else
+            f"{100 * r.map_drop:.2f}" + _interval(r.map_drop_interval, 100, 2)),
         ("mAP points lost by class", lambda r: "-" if not r.map_drop_by_class else ", ".join(
             f"{x['class']} ({x['instances']} obj) {x['map_points']:.2f}" for x in r.map_drop_by_class[:3])),
         ("budgets", lambda r: ", ".join(f"{c['metric']} {c['budget']}" for c in r.checks)),
@@ -295,7 +298,15 @@ def _parity_table(reports) -> Table:
     ]
     for name, cell in rows:
         table.add_row(name, *(cell(r) for r in reports))
+    notes = [c["note"] for r in reports for c in r.checks if c.get("note") and c["metric"] == "map_drop"]
+    if notes:
+        table.caption = "; ".join(notes)
     return table
+
+
+def _interval(bounds, scale: float, digits: int) -> str:
+    """" (90% a .. b)" for a bootstrap interval, "" without one."""
+    return "" if not bounds else f" (90% {scale * bounds[0]:.{digits}f} .. {scale * bounds[1]:.{digits}f})"
 
 
 MaxScoreErr = Annotated[float, typer.Option("--max-score-err", help="FP32 budget: max-abs error of scores.")]
@@ -327,7 +338,8 @@ def export(
         "--calib-method", help="INT8 calibration method; default per target, chosen by measured mAP (README): "
                                f"{_int8_help('methods')}.")] = None,
     keep_float: Annotated[Optional[str], typer.Option(
-        "--keep-float", help="INT8: parts kept in float, comma-separated; 'none' for none. Default per target, "
+        "--keep-float", help="INT8: parts kept in float, comma-separated; 'none' for none; 'auto': the fewest "
+                             "convolutions that meet a fidelity target on the calibration images. Default per target, "
                              f"chosen by measured mAP: {_int8_help('parts')}.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,
@@ -472,7 +484,8 @@ def bench(
     precision, every configuration timed interleaved with the others in one run.
 
     Exports what is missing (cached: a second run converts nothing). Ratios are to ONNX Runtime FP32 of the
-    same size and threads in the same run."""
+    same size and threads in the same run, and INT8's inference to the same backend's FP32 ("infer vs own
+    fp32"), with one line per backend saying whether INT8 is faster there."""
     from . import bench as bench_lib
     from . import bench_report
     from .files import write_text_atomic
@@ -502,6 +515,8 @@ def bench(
     for row in rows:
         if row["note"]:
             console.print(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}", soft_wrap=True)
+    for line in bench_report.int8_summary(rows):
+        console.print(line, soft_wrap=True, markup=False)
     if json_out:
         write_text_atomic(json_out, json.dumps({"machine": bench_lib.machine(), "runs": runs, "warmup": warmup,
                                                 "checkpoint": str(checkpoint),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from .errors import UsageError
 from .processing import Detections
 
@@ -127,3 +129,114 @@ def evaluate(detect: Callable, coco_set: CocoSet, num_classes: int, progress=Non
         if progress:
             progress()
     return coco_map(coco_set, results, num_classes)
+
+
+# ---------------------------------------------------------------- paired bootstrap over images
+
+BOOTSTRAP_SAMPLES = 300  # the interval's ends move by < 0.1 point between seeds at 300 (val-dev, 79 images)
+INTERVAL = 0.90
+_CHUNK_ELEMENTS = 2_000_000  # bootstrap samples are scored in chunks of about this many array elements
+
+
+@dataclass
+class ClassMatches:
+    """One category's detections over the set, sorted by score as COCOeval.accumulate sorts them."""
+
+    image: np.ndarray      # [D] index of each detection's image
+    matched: np.ndarray    # [T, D] matched a ground truth at IoU threshold t
+    ignored: np.ndarray    # [T, D] matched an ignored (crowd / out-of-area) ground truth
+    objects: np.ndarray    # [I] non-ignored ground truths per image
+
+
+def class_matches(coco_set: CocoSet, detections: list[Detections]) -> list[ClassMatches]:
+    """COCOeval.evaluate's per-image matching (area "all", 100 detections), kept per category, so that any
+    multiset of images can be scored without matching again: a resample's mAP is COCOeval.accumulate over
+    those images, computed here with each image weighted by how often it was drawn."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    ids = [i for i, _ in coco_set.images]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_set.ann_file))
+        results = _results(zip(ids, detections), coco_set.category_ids)
+        evaluator = COCOeval(gt, gt.loadRes(results) if results else COCO(), "bbox")
+        evaluator.params.imgIds = ids
+        evaluator.evaluate()
+    params = evaluator.params
+    images, areas, thresholds = len(params.imgIds), len(params.areaRng), len(params.iouThrs)
+    out = []
+    for k in range(len(params.catIds)):
+        entries = evaluator.evalImgs[k * areas * images: k * areas * images + images]  # area "all"
+        image, scores, matched, ignored = [], [], [], []
+        objects = np.zeros(images)
+        for i, entry in enumerate(entries):
+            if entry is None:
+                continue
+            count = len(entry["dtScores"][:params.maxDets[-1]])
+            image += [i] * count
+            scores += entry["dtScores"][:count]
+            matched.append(np.asarray(entry["dtMatches"])[:, :count] > 0)
+            ignored.append(np.asarray(entry["dtIgnore"])[:, :count].astype(bool))
+            objects[i] = np.count_nonzero(np.asarray(entry["gtIgnore"]) == 0)
+        order = np.argsort(-np.asarray(scores, np.float64), kind="mergesort")
+        empty = np.zeros((thresholds, 0), bool)
+        out.append(ClassMatches(np.asarray(image, np.int64)[order],
+                                (np.concatenate(matched, axis=1) if matched else empty)[:, order],
+                                (np.concatenate(ignored, axis=1) if ignored else empty)[:, order], objects))
+    return out
+
+
+def resampled_map(matches: list[ClassMatches], counts: np.ndarray) -> np.ndarray:
+    """mAP@[.5:.95] for each row of ``counts`` ([B, I]: how often each image is drawn), as COCOeval.accumulate
+    and summarize compute it (101 recall points, interpolated precision, classes without objects left out).
+    With every count 1 it gives COCOeval's mAP to 1e-7 (0.37028523 against 0.37028518 on val-dev)."""
+    recall_points = np.linspace(0.0, 1.0, 101)
+    total, present = np.zeros(len(counts)), np.zeros(len(counts))
+    for cls in matches:
+        objects = counts @ cls.objects
+        valid = objects > 0
+        thresholds, detections = cls.matched.shape
+        ap = np.zeros(len(counts))
+        if detections:
+            step = max(1, _CHUNK_ELEMENTS // (thresholds * detections))
+            tp = (cls.matched & ~cls.ignored).astype(np.float64)
+            fp = (~cls.matched & ~cls.ignored).astype(np.float64)
+            for start in range(0, len(counts), step):
+                weight = counts[start:start + step][:, cls.image][:, None, :]           # [b, 1, D]
+                tps, fps = np.cumsum(weight * tp, axis=2), np.cumsum(weight * fp, axis=2)
+                recall = tps / np.maximum(objects[start:start + step], 1)[:, None, None]
+                precision = tps / np.maximum(tps + fps, np.finfo(np.float64).eps)
+                precision = np.maximum.accumulate(precision[..., ::-1], axis=2)[..., ::-1]
+                # COCOeval's searchsorted(recall, points, "left") for every (sample, threshold) row at once: rows
+                # are non-decreasing in [0, 1], so offsetting row r by 2r makes the flattened array sorted
+                rows = recall.shape[0] * recall.shape[1]
+                offset = 2.0 * np.arange(rows)[:, None]
+                found = np.searchsorted((recall.reshape(rows, -1) + offset).ravel(),
+                                        (recall_points[None, :] + offset).ravel(), side="left").reshape(rows, -1)
+                index = found - detections * np.arange(rows)[:, None]                      # [b*T, 101]
+                padded = np.concatenate([precision.reshape(rows, -1), np.zeros((rows, 1))], axis=1)
+                ap[start:start + step] = np.take_along_axis(padded, index, axis=1).reshape(
+                    recall.shape[0], -1).mean(axis=1)
+        total += np.where(valid, ap, 0.0)
+        present += valid
+    return total / np.maximum(present, 1)
+
+
+def bootstrap_counts(images: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> np.ndarray:
+    """[samples, images]: how often each image is drawn in each resample (with replacement, seeded)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, images, images), minlength=images)
+                     for _ in range(samples)]).astype(np.float64)
+
+
+def interval_of(values: np.ndarray, interval: float = INTERVAL) -> list[float]:
+    tail = (1 - interval) / 2
+    return [float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
+
+
+def paired_bootstrap(coco_set: CocoSet, reference: list[Detections], candidate: list[Detections],
+                     counts: np.ndarray) -> list[float]:
+    """The INTERVAL (90%) paired bootstrap interval of the mAP drop (reference - candidate): each resample of
+    the images (``counts``) scores both sides on the same images."""
+    ref, cand = class_matches(coco_set, reference), class_matches(coco_set, candidate)
+    return interval_of(resampled_map(ref, counts) - resampled_map(cand, counts))

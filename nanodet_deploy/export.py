@@ -68,7 +68,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         raise UsageError(f"--to {to} calibration methods: {', '.join(converter.CALIBRATION_METHODS)} "
                          f"(got '{calib_method}')")
     if options["keep_float"] is not None:
-        check_keep_float(options["keep_float"], converter.FLOAT_PARTS)
+        check_keep_float(options["keep_float"], converter.FLOAT_PARTS, "auto" in converter.DEFAULT_FLOAT_PARTS)
     if precision == "int8" and calib is None:
         raise UsageError("--int8 needs calibration images: --calib DIR")
     calib_paths = calibration_images(calib, calib_images) if precision == "int8" else []

@@ -3,7 +3,6 @@ runtime, under the parity gate."""
 
 import json
 
-import numpy as np
 import pytest
 
 from nanodet_deploy.converters import mnn_int8
@@ -60,52 +59,31 @@ def test_weight_int8_is_reported_as_weight_only(tmp_path_factory):
 
 
 def test_int8_is_calibrated_measured_and_gated(tmp_path_factory):
-    """INT8 by our calibration written as MNN compression parameters (stem and head in float, activation-aware
-    ranges, one range per sharing group). Measured at 416 with these inputs: mAP 0.3593 against FP32 0.3703
-    (1.1 points: just over the 1.0-point budget), the same in 9 evaluations over 3 processes; 1.36 points of it
-    come from two val-dev classes with one object each (see README, MNN). This checks the
-    path really quantizes (INT8 file, 103 INT8 convolutions), runs in MNN, and that the gate's verdict and
-    placement follow its measurement."""
+    """INT8 by the shared recipe written as MNN compression parameters (conv inputs and outputs quantized, one
+    range per sharing group; the stem and head parts always float in MNN, the sensitivity's choice on top).
+    Measured at 416 with these inputs: mAP 0.3631 against FP32 0.3703, score cos 0.9895, agreement 0.809 (MNN's
+    own recipe before: 0.3593 / 0.9875 / 0.792). This checks the path really quantizes (INT8 file, at most 103
+    INT8 convolutions), runs in MNN, and that the gate's verdict and placement follow its measurement."""
     out, result = export(tmp_path_factory, "m416-int8", "--checkpoint", weights(416), "--int8", "--calib",
                          CALIB_IMAGES, *GATE)
     folder = out if (out / MANIFEST_NAME).exists() else out / "rejected"
     report = parity_of(folder)
     conversion = json.loads((folder / MANIFEST_NAME).read_text())["conversion"]
     assert conversion["calibration_method"] == "mse" and conversion["calibration_images"] == 100
-    assert conversion["keep_float"] == ["stem", "head"] and conversion["int8_layers"] == 103
-    assert len(conversion["float_layers"]) == 7  # conv1, stage2.0's two first convs, the four gfl_cls convs
+    assert conversion["always_float"] == ["stem", "head"] and conversion["float_selection"] == "sensitivity"
+    assert conversion["int8_layers"] + len(conversion["float_layers"]) == 110 and conversion["int8_layers"] <= 103
     assert (folder / "model.mnn").stat().st_size < 1.7e6  # INT8 weights: 1.52 MB against 4.82 MB in FP32
     assert not list(folder.glob("*.pb")) and not list(folder.glob("*.onnx"))  # no intermediates left
     assert report["runtime_precision"] == "int8" and report["map_artifact"] is not None
     within = report["map_reference"] - report["map_artifact"] <= 0.010
-    # measured: the whole drop is two classes with one object each, kite -0.71 and frisbee -0.66 points
-    losses = [x["map_points"] for x in report["map_drop_by_class"]]
-    assert losses == sorted(losses) and all(x < 0 for x in losses) and (within or losses)
     assert report["passed"] == within and result.returncode == (0 if within else 1)
     assert (folder == out) == within
 
 
-def _stats(values):
-    stats = mnn_int8.SignedStats()
-    stats.add_range(values)
-    stats.add_histogram(values)
-    return stats
-
-
-def test_ranges_follow_the_activation_that_reads_them():
-    rng = np.random.default_rng(0)
-    gaussian = rng.normal(0.0, 1.0, 200_000).astype(np.float32)
-    low, high = mnn_int8.shared_range([(_stats(gaussian), 1.0)])
-    assert (low, high) != (gaussian.min(), gaussian.max())  # tails clipped ...
-    assert -5 < low < -2.5 and 2.5 < high < 5  # ... but not the body
-    assert mnn_int8.shared_range([(_stats(gaussian), 1.0)], "minmax") == (gaussian.min(), gaussian.max())
-    # read by LeakyReLU(0.1): errors below zero shrink 10x, so the negative side is clipped harder (measured:
-    # low -2.95 against -3.95, high 3.86 against 3.87)
-    leaky_low, leaky_high = mnn_int8.shared_range([(_stats(gaussian), 0.1)])
-    assert leaky_low > 0.85 * low and leaky_high == pytest.approx(high, rel=0.05)
-    scale, zero = mnn_int8.scale_and_zero(leaky_low, leaky_high)
-    assert (mnn_int8.QMIN - zero) * scale == pytest.approx(leaky_low, abs=scale)
-    assert (mnn_int8.QMAX - zero) * scale == pytest.approx(leaky_high, abs=scale)
+def test_asymmetric_parameters_cover_the_range():
+    scale, zero = mnn_int8.scale_and_zero(-0.3, 2.0)
+    assert (mnn_int8.QMIN - zero) * scale == pytest.approx(-0.3, abs=scale)
+    assert (mnn_int8.QMAX - zero) * scale == pytest.approx(2.0, abs=scale)
 
 
 def test_tensors_mnn_hands_quantization_across_share_one_range(tmp_path):

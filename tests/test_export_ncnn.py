@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from nanodet_deploy import ncnn_format
-from nanodet_deploy.converters.ncnn_int8 import ActivationStats
 from nanodet_deploy.detector import Detector
 from nanodet_deploy.evaluate import CocoSet, evaluate
 from nanodet_deploy.images import read_image
@@ -73,22 +72,25 @@ def test_fp16_gives_the_released_models_detections(fp16_416):
 
 
 def test_int8_beats_the_released_int8_and_meets_the_budget(tmp_path_factory, fp32_416):
-    """Our INT8 (MSE-calibrated, head's final convs float): measured val-dev mAP 0.3664 against FP32 0.3703 and
-    0.3585 for the released nanodet-plus-m_416_int8."""
+    """Our INT8 (the shared recipe, conv inputs symmetric, float set by sensitivity): measured on val-dev at 416
+    score cos 0.9944, distance cos 0.9959, agreement 0.856 (our table before: 0.9804 / 0.9883 / 0.789); mAP 0.3624
+    against FP32 0.3703 and 0.3585 for the released nanodet-plus-m_416_int8."""
     out, result = export(tmp_path_factory, "m416-int8", "--int8", "--calib", CALIB_IMAGES)
-    assert "kept in float: conv_" in result.stdout
+    assert "kept in float by sensitivity: " in result.stdout
     report = parity_of(out)
     assert report["passed"] and report["runtime_precision"] == "int8"
     assert report["map_reference"] - report["map_artifact"] <= 0.010
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     conversion = manifest["conversion"]
     assert conversion["calibration_method"] == "mse" and conversion["calibration_images"] == 100
+    assert conversion["float_selection"] == "sensitivity" and len(conversion["float_layers"]) <= 4
     model = ncnn_format.read(out / "model.param", out / "model.bin")
-    int8 = [c for c in model.convolutions() if c.weights[0][0].dtype == np.int8]
-    assert len(int8) == conversion["int8_layers"] == 106 and all(c.params[8] in ("1", "2") for c in int8)
-    assert sorted(set(c.name for c in model.convolutions()) - {c.name for c in int8}) == conversion["float_layers"]
+    convs = model.convolutions()
+    int8 = [c for c in convs if c.weights[0][0].dtype == np.int8]
+    assert len(int8) == conversion["int8_layers"] == len(convs) - len(conversion["float_layers"])
+    assert all(c.params[8] in ("1", "2") for c in int8)
     table = (out / "model.table").read_text().splitlines()
-    assert len(table) == 2 * 106 and table[0].startswith(f"{int8[0].name}_param_0 ")
+    assert len(table) == 2 * len(int8) and table[0].startswith(f"{int8[0].name}_param_0 ")
     assert (out / "model.bin").stat().st_size < 0.35 * (fp32_416 / "model.bin").stat().st_size
 
     coco_set = CocoSet.load(VAL_IMAGES, VAL_ANN)
@@ -117,24 +119,6 @@ def test_a_bin_that_does_not_belong_to_the_param_is_refused(tmp_path):
     (tmp_path / "long.bin").write_bytes((RELEASED / "nanodet-plus-m_416.bin").read_bytes() + bytes(8))
     with pytest.raises(ncnn_format.NcnnFormatError, match="long.bin: 8 bytes left after the last layer"):
         ncnn_format.read(RELEASED / "nanodet-plus-m_416.param", tmp_path / "long.bin")
-
-
-def test_mse_threshold_is_the_brute_force_optimum():
-    """The histogram MSE clip for Gaussian activations equals a direct search of the clip that minimises the
-    8-bit symmetric quantization error (theory: ~3.9 sigma)."""
-    x = np.random.default_rng(0).standard_normal(1_000_000).astype(np.float32)
-    stats = ActivationStats()
-    stats.add_absmax(x)
-    stats.add_histogram(x)
-
-    def error(t):
-        q = np.clip(np.trunc(x * (127 / t) + np.copysign(0.5, x)), -127, 127)
-        return float(np.mean((q * (t / 127) - x) ** 2))
-
-    grid = np.linspace(2.0, 6.0, 81)
-    best = grid[np.argmin([error(t) for t in grid])]
-    assert abs(stats.threshold("mse") - best) <= 0.05 + stats.absmax / 2048
-    assert stats.threshold("minmax") == stats.absmax and stats.threshold("kl") < stats.absmax
 
 
 def test_dynamic_batch_is_a_usage_error(tmp_path):

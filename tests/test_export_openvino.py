@@ -68,19 +68,25 @@ def test_bf16_execution_is_held_to_the_reduced_precision_budget(fp32_416, tmp_pa
     assert (folder / MANIFEST_NAME).is_file() and not (folder / "rejected").exists()
 
 
-@pytest.mark.parametrize("size, precision", [(416, "fp16"), (416, "int8"), (320, "int8")])
-def test_reduced_precision_meets_budgets(tmp_path_factory, size, precision):
+@pytest.mark.parametrize("size, precision, method", [(416, "fp16", None), (416, "int8", None), (320, "int8", "nncf")])
+def test_reduced_precision_meets_budgets(tmp_path_factory, size, precision, method):
     extra = ["--fp16"] if precision == "fp16" else ["--int8", "--calib", CALIB_IMAGES]
+    extra += ["--calib-method", method] if method else []
     out = export(tmp_path_factory, f"m{size}-{precision}", "--checkpoint", weights(size), *extra, *GATE)
     report = parity_of(out)
     assert report["passed"] and report["precision"] == precision
     if precision == "fp16":
         assert report["agreement"] >= 0.98
-    else:  # within 1.0 mAP point of FP32 (= PyTorch) on val-dev; measured drop 0.75 (416), -0.22 (320)
+    else:  # within 1.0 mAP point of FP32 (= PyTorch) on val-dev; measured drop -0.07 (416, the shared recipe:
+        # score cos 0.9963, agreement 0.888; NNCF at 416 0.9910 / 0.859), NNCF -0.22 (320)
         assert report["runtime_precision"] == "int8+fp32"
         assert report["map_reference"] - report["map_artifact"] <= 0.010
         conversion = json.loads((out / MANIFEST_NAME).read_text())["conversion"]
-        assert conversion["preset"] == "PERFORMANCE" and conversion["keep_float"] == ["head"]
+        if method == "nncf":
+            assert conversion["preset"] == "PERFORMANCE" and conversion["keep_float"] == ["head"]
+        else:
+            assert conversion["float_selection"] == "sensitivity" and conversion["placement"] == "conv inputs"
+            assert report["agreement"] >= 0.85
 
 
 def test_infer_precision_is_refused_for_other_backends(tmp_path):

@@ -27,7 +27,7 @@ def test_every_row_keeps_the_converter_and_runtime_contract(name):
     assert target.options <= accepted, (name, target.options - accepted)  # every option it claims, it takes
     method, parts = target.int8_defaults()
     assert (method in converter.CALIBRATION_METHODS) if converter.CALIBRATION_METHODS else method is None
-    assert set(parts) <= set(converter.FLOAT_PARTS)
+    assert set(parts) <= {*converter.FLOAT_PARTS, "auto"}
     runtime = target.runtime_class()
     assert callable(getattr(runtime, "from_export", None)) and callable(runtime.run)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]

@@ -27,11 +27,15 @@ def calibration_images(directory: str | Path, limit: int = DEFAULT_CALIB_IMAGES)
     return paths
 
 
-def check_keep_float(keep_float, known) -> None:
-    """Every INT8 converter's ``--keep-float`` parts must be ones it knows."""
+def check_keep_float(keep_float, known, auto: bool = False) -> None:
+    """Every INT8 converter's ``--keep-float`` parts must be ones it knows; ``auto`` (sensitivity-driven, where
+    the converter has it) stands alone."""
+    known = [*known, *(["auto"] if auto else [])]
     unknown = set(keep_float) - set(known)
     if unknown:
         raise UsageError(f"unknown --keep-float parts {sorted(unknown)} (known: {', '.join(known)})")
+    if "auto" in keep_float and len(keep_float) > 1:
+        raise UsageError("--keep-float auto chooses the float layers itself: give it alone")
 
 
 def calibration_tensors(paths: list[Path], processing: ProcessingConfig, progress=None) -> Iterator[np.ndarray]:
@@ -47,5 +51,6 @@ def float_layers_summary(conversion: dict) -> str:
     """", kept in float: ..., N layers INT8 (method)" for converters that record their float layers."""
     if "float_layers" not in conversion:
         return ""
-    return (f", kept in float: {', '.join(conversion['float_layers']) or 'nothing'}, "
+    chosen = " by sensitivity" if conversion.get("float_selection") == "sensitivity" else ""
+    return (f", kept in float{chosen}: {', '.join(conversion['float_layers']) or 'nothing'}, "
             f"{conversion['int8_layers']} layers INT8 ({conversion['calibration_method']})")

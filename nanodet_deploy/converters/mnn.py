@@ -22,24 +22,30 @@ from pathlib import Path
 
 import cv2
 
-from ..errors import UsageError
+from .. import quantization
 from . import mnn_int8
 from . import onnx as onnx_converter
 from . import tools
-from .calibration import calibration_tensors, check_keep_float, float_layers_summary
+from .calibration import calibration_tensors
 
 MNNQUANT_METHODS = {"ema": "EMA", "kl": "KL", "admm": "ADMM"}
-CALIBRATION_METHODS = (*mnn_int8.METHODS, *MNNQUANT_METHODS)
+CALIBRATION_METHODS = (*quantization.METHODS, *MNNQUANT_METHODS)
 # INT8 by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images.
 #   mnnquant feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439, and 0.3413..0.3599
 #   over 16..100 images; MNN 3.6.1's EMA path never reads skip_quant_op_names (only KL/ADMM do), so nothing can
 #   be kept in float that way.
 #   Compression parameters (mnn_int8.py), activation-aware mse ranges shared per group: stem and head in float
 #   0.3593 (103 of 110 convolutions INT8; minmax 0.3567), head only 0.3587, stem and the whole head 0.3544.
-DEFAULT_METHOD = "mse"
-DEFAULT_FLOAT_PARTS = ("stem", "head")
-# MNN's own parts: the same ONNX graph selections as the ONNX target uses, but MNN's recipe, not a copy of ONNX's
-FLOAT_PARTS = {"stem": onnx_converter.stem_nodes, "head": onnx_converter.head_output_nodes}
+#   The shared recipe (quantization.py), written as compression parameters (mnn_int8.py): below (README, MNN).
+DEFAULT_METHOD = quantization.DEFAULT_METHOD
+DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
+FLOAT_PARTS = quantization.FLOAT_PARTS
+PLACEMENT = quantization.Placement(outputs=True, symmetric=False)  # MNN's INT8 convolutions write INT8
+# Parts MNN's INT8 path cannot take, whatever the selection, measured at 416 on val-dev (FP32 0.3703): with only
+# the stem conv float (the sensitivity's choice), score cos 0.876, mAP 0.2712; with the head's final convs float
+# as well 0.874 / 0.2822; with the stem part (conv1 and the two stage-2 convs reading its max-pooled output) and
+# the head float, 0.9895 / 0.3631, agreement 0.809.
+ALWAYS_FLOAT = ("stem", "head")
 
 
 def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
@@ -81,9 +87,6 @@ def _convert_int8(onnx_path: Path, model: Path, processing, calib_paths, method:
                   progress) -> dict:
     import onnx
 
-    if method not in CALIBRATION_METHODS:
-        raise UsageError(f"MNN calibration methods: {', '.join(CALIBRATION_METHODS)} (got '{method}')")
-    check_keep_float(keep_float, FLOAT_PARTS)
     onnx_model = onnx.load(str(onnx_path))
     if method in MNNQUANT_METHODS:
         float_model = model.with_name("model.fp32.mnn")
@@ -91,39 +94,27 @@ def _convert_int8(onnx_path: Path, model: Path, processing, calib_paths, method:
         info = _quantize(float_model, model, processing, calib_paths, method, _skip_names(onnx_model, keep_float),
                          progress)
         float_model.unlink()
-    else:
-        params = model.with_name("model.compression.pb")
-        info = _calibrate(onnx_model, params, processing, calib_paths, method, keep_float, progress)
-        info["mnn"] = _mnnconvert(onnx_path, model, ["--compressionParamsFile", params])
-        params.unlink()
-    return {**info, "keep_float": list(keep_float)}
-
-
-def _float_convs(onnx_model, keep_float) -> set[str]:
-    return {name for part in keep_float for name in FLOAT_PARTS[part](onnx_model)}
-
-
-def _calibrate(onnx_model, params_path: Path, processing, calib_paths, method: str, keep_float,
-               progress) -> dict:
-    """Calibrate the FP32 ONNX model on the images and write MNN's compression parameters to ``params_path``."""
-    convs = mnn_int8.quantized_convs(onnx_model, _float_convs(onnx_model, keep_float))
-    names = sorted({c.input[0] for c in convs} | {c.output[0] for c in convs})
-    tensors = list(calibration_tensors(calib_paths, processing))
-    advance = progress("calibrating (2 passes)", 2 * len(tensors)) if progress else None
-    statistics = mnn_int8.collect_statistics(onnx_model, names, tensors, advance)
-    layers = mnn_int8.layer_parameters(onnx_model, convs, statistics, method)
-    params_path.write_bytes(mnn_int8.compression_params(layers))
-    quantized = {c.name for c in convs}
-    return {"int8": "nanodet-deploy calibration -> MNN compression parameters (activations and weights)",
-            "calibration_method": method, "calibration_images": len(tensors),
-            "activations": "int8 per tensor, asymmetric", "weights": "int8 per output channel",
-            "int8_layers": len(layers), "float_layers": [n.name for n in onnx_model.graph.node
-                                                         if n.op_type == "Conv" and n.name not in quantized]}
+        return {**info, "keep_float": list(keep_float)}
+    advance = progress("reading calibration images", len(calib_paths)) if progress else None
+    tensors = list(calibration_tensors(calib_paths, processing, advance))
+    equalized, recipe = quantization.calibrate(onnx_model, tensors, processing.num_classes, PLACEMENT,
+                                               quantization.float_choice(keep_float), method, progress,
+                                               always_float=ALWAYS_FLOAT)
+    onnx.save(quantization.gridded_model(equalized, recipe), str(onnx_path))  # what MNNConvert reads
+    params = model.with_name("model.compression.pb")
+    params.write_bytes(mnn_int8.compression_params(mnn_int8.layer_parameters(equalized, recipe)))
+    info = {**recipe.summary(), "writer": "MNN compression parameters (activations and weights)",
+            "calibration_images": len(tensors), "activations": "int8 per tensor, asymmetric, one range per "
+                                                               "sharing group"}
+    info["mnn"] = _mnnconvert(onnx_path, model, ["--compressionParamsFile", params])
+    params.unlink()
+    return info
 
 
 def _skip_names(onnx_model, keep_float) -> list[str]:
-    """MNN op names (= the ONNX output names) of the convs in the parts kept in float."""
-    names = _float_convs(onnx_model, keep_float)
+    """MNN op names (= the ONNX output names) of the convs in the parts kept in float (mnnquant's routes)."""
+    parts = () if quantization.float_choice(keep_float) == quantization.AUTO else keep_float
+    names = {name for part in parts for name in FLOAT_PARTS[part](onnx_model)}
     return [n.output[0] for n in onnx_model.graph.node if n.name in names and n.op_type == "Conv"]
 
 
@@ -160,7 +151,7 @@ def describe(conversion: dict) -> str:
     text = onnx_converter.describe(conversion)
     if "weight_int8" in conversion:
         text += ", weight-only INT8: activations and arithmetic stay float — not an activation-INT8 model"
-    return text + float_layers_summary(conversion)
+    return text
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

@@ -18,27 +18,19 @@ import warnings
 from pathlib import Path
 
 from .. import ncnn_format
-from ..errors import UsageError
+from .. import quantization
 from . import ncnn_int8
-from .calibration import calibration_tensors, check_keep_float, float_layers_summary
+from .calibration import calibration_tensors, float_layers_summary
 from .tools import run_tool
 
-# INT8 calibration method and parts kept in float, by measured val-dev mAP at 416 (FP32 0.3703; the released
-# nanodet-plus-m_416_int8 model: 0.3585), 100 calib-train images (benchmarks/ncnn_int8.py), float parts
-# none / stem / head / stem+head:
-#   kl 0.3538 / 0.3550 / 0.3505 / 0.3569;  aciq 0.3556 / 0.3540 / 0.3626 / 0.3561;
-#   minmax 0.3520 / 0.3467 / 0.3514 / 0.3541;  mse 0.3629 / 0.3597 / 0.3664 / 0.3645.
-# Per-layer sensitivity (everything KL-quantized but one layer, output MSE on 16 calibration images): no single
-# layer removes more than 15% of the error (convrelu_29 14%, convrelu_2 11%, convrelu_48 7%), so the choice is
-# by part, not by layer.
-FLOAT_PARTS = {
-    "stem": lambda model, num_outputs: [model.convolutions()[0].name],
-    # the head's final convs: the only convolutions producing the raw class + distance channels
-    "head": lambda model, num_outputs: [c.name for c in model.convolutions() if c.int_param(0) == num_outputs],
-}
-DEFAULT_FLOAT_PARTS = ("head",)
-DEFAULT_METHOD = "mse"
-CALIBRATION_METHODS = ncnn_int8.METHODS
+# INT8: the shared recipe (quantization.py). ncnn's INT8 convolutions quantize their input (symmetric, one scale
+# per blob) and write float, so the recipe's placement is conv inputs only, symmetric. Before the shared recipe
+# (our table, mse, head float) val-dev mAP at 416 was 0.3664 (FP32 0.3703; released nanodet-plus-m_416_int8 0.3585).
+PLACEMENT = quantization.Placement(outputs=False, symmetric=True)
+FLOAT_PARTS = quantization.FLOAT_PARTS
+DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
+DEFAULT_METHOD = quantization.DEFAULT_METHOD
+CALIBRATION_METHODS = quantization.METHODS
 
 
 PNNX_ENV = "NANODET_DEPLOY_PNNX"  # path of a pnnx executable to use instead of the pip package's
@@ -91,37 +83,36 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
     if precision == "fp16":
         conversion["fp16"] = "pnnx fp16=1: FP16 weight storage"
     if precision == "int8":
-        conversion.update(quantize_int8(param, weights, processing, calib_paths, calib_method, keep_float,
+        conversion.update(quantize_int8(module, param, weights, processing, calib_paths, calib_method, keep_float,
                                         progress))
         (directory / "model.table").write_text(conversion.pop("table_text"))
     files = {"model": param.name, "weights": weights.name}
     if precision == "int8":
-        files["table"] = "model.table"
-    return files, conversion, ("pnnx", "ncnn")
+        files["table"] = "model.table"  # ncnn2table's format, for ncnn's own tools
+    return files, conversion, ("pnnx", "ncnn", "onnx", "onnxruntime")
 
 
-def quantize_int8(param: Path, weights: Path, processing, calib_paths, method: str, keep_float,
+def quantize_int8(module, param: Path, weights: Path, processing, calib_paths, method: str, keep_float,
                   progress=None) -> dict:
-    """Calibrate the FP32 model at ``param`` / ``weights`` and rewrite it as ncnn INT8 in place."""
-    from ..runtimes.ncnn import NcnnRuntime
+    """Calibrate (the shared recipe, on the same module's ONNX graph) and rewrite the FP32 ncnn model at
+    ``param`` / ``weights`` as ncnn INT8 in place."""
+    import onnx
 
-    if method not in ncnn_int8.METHODS:
-        raise UsageError(f"ncnn calibration methods: {', '.join(ncnn_int8.METHODS)} (got '{method}')")
-    check_keep_float(keep_float, FLOAT_PARTS)
+    from . import onnx as onnx_converter
+
+    intermediate = param.with_name("model.intermediate.onnx")
+    onnx_converter.export_onnx(module, processing.input_size, intermediate)
+    original = onnx.load(str(intermediate))
+    intermediate.unlink()
+    advance = progress("reading calibration images", len(calib_paths)) if progress else None
+    tensors = list(calibration_tensors(calib_paths, processing, advance))
+    equalized, recipe = quantization.calibrate(original, tensors, processing.num_classes, PLACEMENT,
+                                               quantization.float_choice(keep_float), method, progress)
     model = ncnn_format.read(param, weights)
-    num_outputs = processing.num_classes + 4 * (processing.reg_max + 1)
-    kept = [name for part in keep_float for name in FLOAT_PARTS[part](model, num_outputs)]
-    layers = [layer for layer in model.convolutions() if layer.name not in kept]
-    tensors = list(calibration_tensors(calib_paths, processing))
-    advance = progress("calibrating (2 passes)", 2 * len(tensors)) if progress else None
-    statistics = ncnn_int8.collect_statistics(lambda: NcnnRuntime(param, weights, "fp32").net, model, layers,
-                                              tensors, advance)
-    table = ncnn_int8.calibration_table(layers, statistics, method)
-    ncnn_int8.quantize(model, table)
+    table = ncnn_int8.write_recipe(model, original, equalized, recipe)
     ncnn_format.write(model, param, weights)
-    return {"int8": f"nanodet-deploy ncnn INT8 (table like ncnn2table, {method}; writer like ncnn2int8)",
-            "calibration_method": method, "calibration_images": len(tensors), "keep_float": list(keep_float),
-            "float_layers": kept, "int8_layers": len(layers), "table_text": ncnn_int8.table_text(table)}
+    return {**recipe.summary(), "writer": "nanodet-deploy ncnn INT8 writer (like ncnn2int8)",
+            "calibration_images": len(tensors), "table_text": ncnn_int8.table_text(table)}
 
 
 def describe(conversion: dict) -> str:

@@ -13,14 +13,16 @@ import io
 import warnings
 from pathlib import Path
 
-from ..errors import ExportError, UsageError
-from .calibration import check_keep_float
+from .. import quantization
+from ..errors import ExportError
+from .calibration import calibration_tensors, float_layers_summary
 
 DEFAULT_OPSET = 11
 MANIFEST_KEY = "nanodet_deploy"
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_METHOD = "minmax"  # over a moving average of per-image ranges (README: 0.3609 at 416 with the stem and head float)
-QDQ_MIN_OPSET = 13
+CALIBRATION_METHODS = quantization.METHODS
+DEFAULT_METHOD = quantization.DEFAULT_METHOD
+FLOAT_PARTS = quantization.FLOAT_PARTS
+DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
 
 
 def export_onnx(module, input_size: tuple[int, int], path: Path, opset: int = DEFAULT_OPSET,
@@ -85,86 +87,29 @@ def _sort_topologically(graph) -> None:
     graph.node.extend(ordered)
 
 
-def _downstream(model, start: list, through_convs: bool) -> list[str]:
-    """Names of the nodes fed (transitively) by the ``start`` nodes' outputs; with ``through_convs`` False the
-    walk stops at (and includes) the next Conv on each path."""
-    frontier, found = {o for n in start for o in n.output}, []
-    for node in model.graph.node:  # nodes are topologically sorted
-        if node in start or not any(i in frontier for i in node.input):
-            continue
-        found.append(node.name)
-        if through_convs or node.op_type != "Conv":
-            frontier.update(node.output)
-    return found
+# INT8: the shared recipe (quantization.py) written as QDQ ONNX. ONNX Runtime's INT8 convolution (QLinearConv)
+# reads and writes INT8, so this placement quantizes convolution outputs too (conv inputs only would leave it
+# running float convolutions on dequantized data: measured at 416, 2 threads, one run, FP32 46.4 ms, inputs
+# and outputs 40.3 ms, inputs only 74.5 ms). onnxruntime.quantization.quantize_static given the recipe's ranges
+# (TensorQuantOverrides) also quantizes the LeakyReLU, Concat and Add outputs (32.3 ms) but requantizing those
+# costs fidelity: agreement 0.703 on val-dev against 0.80 for this placement.
+PLACEMENT = quantization.Placement(outputs=True, symmetric=False)
 
 
-def head_output_nodes(model) -> list[str]:
-    """The head's final 1x1 convs (``head.gfl_cls.*``) and every node after them: the split / sigmoid / concat /
-    reshape tail that joins scores (0..1) and distance logits (about +-10) into one tensor."""
-    convs = [n for n in model.graph.node
-             if n.op_type == "Conv" and any(i.startswith("head.gfl_cls.") for i in n.input)]
-    return [n.name for n in convs] + _downstream(model, convs, through_convs=True)
-
-
-def stem_nodes(model) -> list[str]:
-    """The first conv and everything its output reaches up to the next convs (activation, max-pool and the
-    first convs of stage 2), which would otherwise quantize the same tensor again."""
-    inputs = {i.name for i in model.graph.input}
-    first = [n for n in model.graph.node if n.op_type == "Conv" and n.input[0] in inputs]
-    return [n.name for n in first] + _downstream(model, first, through_convs=False)
-
-
-# Parts kept in float in INT8 models, chosen by measured val-dev mAP (FP32 0.3703 at 416 / 0.3400 at 320;
-# 100 calibration images, minmax with moving average). Quantizing everything: 0.2900 at 416. Keeping the head
-# tail in float: 0.3504 / 0.3310. Quantizing one part at a time showed conv1 alone causes most of the error
-# (its BN-folded output spans [-0.29, 0.41] with many near-empty channels under one per-tensor scale); keeping
-# the stem too: 0.3609 / 0.3305. Keeping the whole head instead of its tail: 0.3601 / 0.3312.
-FLOAT_PARTS = {"stem": stem_nodes, "head": head_output_nodes}
-DEFAULT_FLOAT_PARTS = ("stem", "head")
-
-
-def quantize_int8(src: Path, dst: Path, tensors, method: str = "minmax",
-                  keep_float=DEFAULT_FLOAT_PARTS, per_channel: bool = True) -> dict:
-    """Static QDQ INT8 (``onnxruntime.quantization``): U8 activations, per-channel S8 weights, calibrated on
-    ``tensors`` (an iterable of input tensors from the shared preprocessing)."""
+def quantize_int8(src: Path, dst: Path, tensors, num_classes: int, placement=PLACEMENT,
+                  method: str = quantization.DEFAULT_METHOD, keep_float=quantization.AUTO, progress=None) -> dict:
+    """The recipe for the FP32 model at ``src`` from ``tensors`` (the shared preprocessing), written to ``dst``
+    as QDQ ONNX with ``placement``: uint8 activations, int8 per-channel weights, int32 biases."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
 
-    if method not in CALIBRATION_METHODS:
-        raise UsageError(f"ONNX Runtime calibration methods: {', '.join(CALIBRATION_METHODS)} (got '{method}')")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter({"data": t} for t in tensors)
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    model = onnx.load(str(src))
-    if model.opset_import[0].version < QDQ_MIN_OPSET:  # per-channel DequantizeLinear needs `axis` (opset 13)
-        from onnx import version_converter
-
-        model = version_converter.convert_version(model, QDQ_MIN_OPSET)
-        src = dst.with_name(dst.stem + f".opset{QDQ_MIN_OPSET}.onnx")
-        onnx.save(model, str(src))
-    check_keep_float(keep_float, FLOAT_PARTS)
-    excluded = [name for part in keep_float for name in FLOAT_PARTS[part](model)]
-    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                 "percentile": CalibrationMethod.Percentile}[method]
-    # minmax over a moving average of per-image ranges: at 416, 0.3504 mAP against 0.3341 for the global
-    # min/max, as good as percentile (0.3497) at an eighth of the calibration time (11 s against 98 s)
-    extra = {"CalibMovingAverage": True} if method == "minmax" else {}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=calibrate, nodes_to_exclude=excluded, extra_options=extra)
-    if src.name.endswith(f".opset{QDQ_MIN_OPSET}.onnx"):
-        src.unlink()
-    return {"int8": "onnxruntime.quantization.quantize_static QDQ", "calibration_method": method,
-            "calibration_options": extra, "per_channel": per_channel, "activations": "uint8", "weights": "int8",
-            "keep_float": list(keep_float), "excluded_nodes": excluded}
+    equalized, recipe = quantization.calibrate(onnx.load(str(src)), list(tensors), num_classes, placement,
+                                               keep_float, method, progress)
+    model = quantization.qdq_model(equalized, recipe, outputs=placement.outputs, symmetric=placement.symmetric)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    where = "conv inputs and outputs" if placement.outputs else "conv inputs"
+    return {**recipe.summary(), "writer": f"QDQ ONNX: uint8 activations at {where}, int8 per-channel weights, "
+                                          f"int32 biases", "activations": "uint8"}
 
 
 def describe(conversion: dict) -> str:
@@ -172,9 +117,7 @@ def describe(conversion: dict) -> str:
     text = f"opset {conversion['opset']}, {conversion['nodes']} nodes"
     if not conversion.get("simplified", True):
         text += f" (onnxsim failed, kept the traced model: {conversion.get('simplify_error')})"
-    if conversion.get("excluded_nodes"):
-        text += f", kept in float: {', '.join(conversion['keep_float'])} ({len(conversion['excluded_nodes'])} nodes)"
-    return text
+    return text + float_layers_summary(conversion)
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:
@@ -201,17 +144,16 @@ def convert(module, processing, directory: Path, precision: str = "fp32", opset:
             keep_float=DEFAULT_FLOAT_PARTS):
     """The ``--to onnx`` target: ``directory/model.onnx`` in ``precision``. Returns (files, conversion
     options, packages whose versions the manifest records)."""
-    from .calibration import calibration_tensors
-
     model = directory / "model.onnx"
     fp32 = model if precision == "fp32" else directory / "model.fp32.onnx"
     conversion = export_onnx(module, processing.input_size, fp32, opset=opset, dynamic_batch=dynamic_batch)
     if precision == "fp16":
         conversion.update(convert_fp16(fp32, model))
     elif precision == "int8":
-        advance = progress("calibrating", len(calib_paths)) if progress else None
+        advance = progress("reading calibration images", len(calib_paths)) if progress else None
         conversion.update(quantize_int8(fp32, model, calibration_tensors(calib_paths, processing, advance),
-                                        method=calib_method, keep_float=keep_float))
+                                        processing.num_classes, PLACEMENT, calib_method, quantization.float_choice(keep_float),
+                                        progress))
         conversion["calibration_images"] = len(calib_paths)
     if fp32 != model:
         fp32.unlink()
