@@ -38,6 +38,7 @@ HISTOGRAM_BINS = 2048
 CANDIDATES = 200   # range ends tried on each side of zero
 QMAX = 127         # symmetric int8 weights and the symmetric activation grid: [-127, 127]
 METHODS = ("mse", "minmax")
+QDQ_OPSET = 13     # per-channel DequantizeLinear needs `axis` (opset 13)
 DEFAULT_METHOD = "mse"
 
 
@@ -76,10 +77,12 @@ def session(onnx_model, outputs=(), threads: int | None = None):
     import onnx
     import onnxruntime as ort
 
-    model = onnx.ModelProto()
-    model.CopyFrom(onnx_model)
-    known = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in outputs if n not in known)
+    model = onnx_model
+    if outputs:
+        model = onnx.ModelProto()
+        model.CopyFrom(onnx_model)
+        known = {o.name for o in model.graph.output}
+        model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in outputs if n not in known)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or 0
     options.log_severity_level = 3
@@ -330,8 +333,8 @@ def qdq_model(onnx_model, recipe: Recipe, outputs: bool = True, symmetric: bool 
 
     model = onnx.ModelProto()
     model.CopyFrom(onnx_model)
-    if model.opset_import[0].version < 13:  # per-channel DequantizeLinear needs `axis` (opset 13)
-        model = version_converter.convert_version(model, 13)
+    if model.opset_import[0].version < QDQ_OPSET:
+        model = version_converter.convert_version(model, QDQ_OPSET)
     graph = model.graph
     nodes = {n.name: n for n in graph.node}
     new_inits, done = [], {}
@@ -642,6 +645,10 @@ def calibrate(onnx_model, tensors: list[np.ndarray], num_classes: int, placement
     INT8 weights, then the float set — ``keep_float`` "auto" (sensitivity) or part names — on top of the parts
     ``always_float`` that a backend cannot run in INT8. Returns (the equalized FP32 model every writer
     converts, the recipe)."""
+    from onnx import version_converter
+
+    if onnx_model.opset_import[0].version < QDQ_OPSET:  # once here, not in every simulated model
+        onnx_model = version_converter.convert_version(onnx_model, QDQ_OPSET)
     advance = progress("equalizing", 2 * len(tensors)) if progress else None
     model, first = equalize_depthwise(onnx_model, tensors, advance)
     model, second = equalize_depthwise(model, tensors, advance, into_depthwise=False, alpha=EQUALIZE_INTO_CONV)

@@ -301,8 +301,9 @@ def test_int8_calibrated_on_one_grey_pixel_cannot_publish(tmp_path, target):
     checks = {}
     for name, extra in (("val-dev", ["--verify-images", VAL_IMAGES]), ("none", [])):
         out = tmp_path / f"out-{name}"
+        # --keep-float none: the floors are the subject, not the float set (saves the ~30 s sensitivity)
         result = run_cli("export", "--to", target, "--checkpoint", weights(320), "--int8", "--calib", calib,
-                         "--out", out, "--threads", "2", *extra)
+                         "--keep-float", "none", "--out", out, "--threads", "2", *extra)
         assert result.returncode == 1 and "rejected" in result.stderr, result.stdout + result.stderr
         assert not (out / MANIFEST_NAME).exists() and (out / "rejected" / MANIFEST_NAME).is_file()
         report = json.loads((out / "rejected" / "parity.json").read_text())["artifacts"][0]
@@ -360,15 +361,18 @@ def test_image_bombs_huge_files_and_hostile_names(tmp_path):
 
 @pytest.mark.skipif(not ROOT or not shutil.which("unshare"), reason="needs root for a network namespace")
 def test_no_network_traffic_and_nothing_under_home(tmp_path):
-    """export (all four targets, INT8 through ONNX Runtime and NNCF), infer and bench in a network namespace
-    whose resolver records every query, with a fresh HOME: no query, and HOME stays empty."""
+    """export (all four targets; INT8 through the recipe for ONNX Runtime and OpenVINO, and NNCF), infer and
+    bench in a network namespace whose resolver records every query, with a fresh HOME: no query, and HOME stays empty."""
     home, log = tmp_path / "home", tmp_path / "dns.log"
     home.mkdir()
     cli = f"{sys.executable} -m nanodet_deploy"
     common = f"--checkpoint {weights(320)} --threads 2"
     script = " && ".join([
         f"{cli} export --to onnx {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --out {tmp_path}/onnx",
-        f"{cli} export --to openvino {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --out {tmp_path}/ov",
+        f"{cli} export --to openvino {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --keep-float none "
+        f"--out {tmp_path}/ov",
+        f"{cli} export --to openvino {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --calib-method nncf "
+        f"--out {tmp_path}/ov-nncf",
         f"{cli} export --to mnn {common} --out {tmp_path}/mnn",
         f"{cli} export --to ncnn {common} --out {tmp_path}/ncnn",
         *(f"{cli} infer {GOOD} --export {tmp_path}/{name}" for name in ("onnx", "ov", "mnn", "ncnn")),
