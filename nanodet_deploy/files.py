@@ -39,7 +39,7 @@ def temporary_files_in(folder: str | Path):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     saved = tempfile.tempdir
-    tempfile.tempdir = str(folder)
+    tempfile.tempdir = str(folder.resolve())  # absolute: converters run in other working folders (pnnx)
     try:
         yield folder
     finally:

@@ -15,7 +15,7 @@ from nanodet_deploy.parity import unmatched_mask
 from nanodet_deploy.runtimes.ncnn import NcnnRuntime
 
 from .helpers import (CALIB_IMAGES, SHARED, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, error_lines,
-                      export_cli, parity_of, weights)
+                      export_cli, parity_of, run_cli, weights)
 
 GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"]
 RELEASED = SHARED / "reference" / "ncnn-release"
@@ -119,6 +119,14 @@ def test_a_bin_that_does_not_belong_to_the_param_is_refused(tmp_path):
     (tmp_path / "long.bin").write_bytes((RELEASED / "nanodet-plus-m_416.bin").read_bytes() + bytes(8))
     with pytest.raises(ncnn_format.NcnnFormatError, match="long.bin: 8 bytes left after the last layer"):
         ncnn_format.read(RELEASED / "nanodet-plus-m_416.param", tmp_path / "long.bin")
+
+
+def test_a_relative_out_folder_works(tmp_path):
+    """``--out`` relative to the working folder (the default is ``export``): pnnx runs in its own work folder,
+    so every path handed to it must be absolute (measured: a relative one failed with "open failed ... model.pt")."""
+    result = run_cli("export", "--to", "ncnn", "--checkpoint", weights(320), "--out", "relative/out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "relative" / "out" / MANIFEST_NAME).is_file()
 
 
 def test_dynamic_batch_is_a_usage_error(tmp_path):
