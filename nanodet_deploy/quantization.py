@@ -188,6 +188,7 @@ class Recipe:
     ranges: dict[str, tuple[float, float]]         # asymmetric, per activation tensor
     statistics: dict[str, TensorStats]             # for writers that must merge ranges (MNN's sharing groups)
     slopes: dict[str, float]                       # tensor -> slope of the LeakyReLU reading it
+    conv_order: list[str] = field(default_factory=list)  # every Conv node, quantized or not, in graph order
     method: str = DEFAULT_METHOD
     bias_correction: bool = True
     info: dict = field(default_factory=dict)       # sensitivity and selection, for the conversion record
@@ -200,18 +201,13 @@ class Recipe:
         """The same recipe with the Conv nodes ``names`` kept in float as well."""
         names = set(names) | set(self.float_convs)
         return replace(self, convs=[c for c in self.convs if c.node not in names],
-                       float_convs=[n for n in self.all_convs if n in names], info=dict(self.info))
-
-    @property
-    def all_convs(self) -> list[str]:
-        return self.info["conv_order"]
+                       float_convs=[n for n in self.conv_order if n in names], info=dict(self.info))
 
     def summary(self) -> dict:
-        info = {k: v for k, v in self.info.items() if k != "conv_order"}
         return {"int8": "nanodet-deploy INT8 recipe (quantization.py)", "calibration_method": self.method,
                 "weights": "int8 per output channel, symmetric, round to nearest"
                            + (", bias corrected" if self.bias_correction else ""),
-                "int8_layers": len(self.convs), "float_layers": list(self.float_convs), **info}
+                "int8_layers": len(self.convs), "float_layers": list(self.float_convs), **self.info}
 
 
 def conv_nodes(onnx_model) -> list:
@@ -242,9 +238,13 @@ def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per output channel symmetric INT8: (q, scales) with weight ~= q * scale, round half away from zero."""
     absmax = np.abs(weight.reshape(weight.shape[0], -1)).max(axis=1)
     scales = np.where(absmax > 0, absmax / QMAX, 1.0).astype(np.float32)
-    scaled = weight / scales.reshape(-1, *[1] * (weight.ndim - 1))
-    q = np.clip(np.trunc(scaled + np.copysign(0.5, scaled)), -QMAX, QMAX).astype(np.int8)
-    return q, scales
+    return round_to_int8(weight / scales.reshape(-1, *[1] * (weight.ndim - 1))), scales
+
+
+def round_to_int8(scaled: np.ndarray) -> np.ndarray:
+    """Round half away from zero (C's roundf, as ncnn's float2int8 and MNN's ROUND_AWAY_FROM_ZERO), clip to
+    [-127, 127]."""
+    return np.clip(np.trunc(scaled + np.copysign(0.5, scaled)), -QMAX, QMAX).astype(np.int8)
 
 
 def corrected_bias(weight: np.ndarray, q: np.ndarray, scales: np.ndarray, bias: np.ndarray, group: int,
@@ -285,8 +285,8 @@ def build_recipe(onnx_model, tensors: list[np.ndarray], float_convs=(), method: 
             bias = corrected_bias(weight, q, scales, bias, group, statistics[conv.input[0]].channel_mean)
         recipe_convs.append(ConvQuant(conv.name, conv.input[1], conv.input[0], conv.output[0], weight, q, scales,
                                       bias, group))
-    recipe = Recipe(recipe_convs, [], ranges, statistics, slopes, method, bias_correction,
-                    info={"conv_order": [c.name for c in convs]})
+    recipe = Recipe(recipe_convs, [], ranges, statistics, slopes, [c.name for c in convs], method,
+                    bias_correction)
     return recipe.keeping_float(float_convs)
 
 

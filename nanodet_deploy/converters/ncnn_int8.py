@@ -79,7 +79,7 @@ def write_recipe(model: NcnnModel, original, equalized, recipe) -> dict:
             ncnn_scales = weight_scales(Layer(layer.type, layer.name, layer.bottoms, layer.tops, layer.params,
                                               [(conv.gridded_weight.reshape(-1), True)]))
             scaled = conv.gridded_weight.reshape(q.shape[0], -1) * ncnn_scales[:, None]
-            q = np.clip(np.trunc(scaled + np.copysign(0.5, scaled)), -127, 127).astype(np.int8)
+            q = quantization.round_to_int8(scaled)
         else:
             ncnn_scales = (1.0 / scales).astype(np.float32)  # ncnn: int8 = real * scale
         threshold = recipe.threshold(conv.input)

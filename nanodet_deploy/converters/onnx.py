@@ -107,9 +107,8 @@ def quantize_int8(src: Path, dst: Path, tensors, num_classes: int, placement=PLA
     model = quantization.qdq_model(equalized, recipe, outputs=placement.outputs, symmetric=placement.symmetric)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
-    where = "conv inputs and outputs" if placement.outputs else "conv inputs"
-    return {**recipe.summary(), "writer": f"QDQ ONNX: uint8 activations at {where}, int8 per-channel weights, "
-                                          f"int32 biases", "activations": "uint8"}
+    return {**recipe.summary(), "writer": f"QDQ ONNX: uint8 activations at {recipe.info['placement']}, int8 "
+                                          f"per-channel weights, int32 biases", "activations": "uint8"}
 
 
 def describe(conversion: dict) -> str:
