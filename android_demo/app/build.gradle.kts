@@ -1,12 +1,12 @@
-import java.net.URI
-
 plugins {
     id("com.android.application")
     id("org.jetbrains.kotlin.android")
 }
 
-val ncnnVersion: String = providers.gradleProperty("ncnnVersion").get()
-val jniDir = layout.projectDirectory.dir("src/main/jni")
+// optional (gradle.properties or -PncnnDir=...): a prebuilt ncnn CMake package, "<abi>" standing for the ABI
+// folder, e.g. /opt/ncnn-20261020-android-vulkan/<abi>/lib/cmake/ncnn; without it CMake builds ncnn from the
+// pinned PyPI sdist (core/ncnn.cmake), the version the exporter uses
+val ncnnDir: String? = providers.gradleProperty("ncnnDir").orNull
 
 android {
     namespace = "io.nanodet.deploy.demo"
@@ -19,10 +19,13 @@ android {
         targetSdk = 34
         versionCode = 1
         versionName = "1.0"
-        ndk { abiFilters += listOf("arm64-v8a", "armeabi-v7a", "x86_64") }
+        // phones (arm64) and the emulator (x86_64); add "armeabi-v7a" for 32-bit phones
+        ndk { abiFilters += listOf("arm64-v8a", "x86_64") }
         externalNativeBuild {
             cmake {
-                arguments += listOf("-DANDROID_STL=c++_shared", "-DNCNN_VERSION=$ncnnVersion")
+                // static C++ runtime: one .so, linked for 16 KB pages (NDK r26's libc++_shared.so is not)
+                arguments += listOf("-DANDROID_STL=c++_static")
+                ncnnDir?.let { arguments += "-Dncnn_DIR=$it" }
                 cppFlags += "-std=c++17"
             }
         }
@@ -47,26 +50,6 @@ android {
     // the model files are loaded straight from the APK: keep them uncompressed
     androidResources { noCompress += listOf("bin", "param") }
 }
-
-// ncnn's prebuilt Android package, fetched the way ncnn's own Android examples use it (the release zip
-// unpacked into src/main/jni), by the build instead of by hand
-val downloadNcnn by tasks.registering {
-    val target = jniDir.dir("ncnn-$ncnnVersion-android-vulkan")
-    outputs.dir(target)
-    doLast {
-        if (target.asFile.isDirectory) return@doLast
-        val zip = jniDir.file("ncnn-$ncnnVersion-android-vulkan.zip").asFile
-        val url = "https://github.com/Tencent/ncnn/releases/download/$ncnnVersion/ncnn-$ncnnVersion-android-vulkan.zip"
-        logger.lifecycle("downloading $url")
-        URI(url).toURL().openStream().use { input -> zip.outputStream().use { input.copyTo(it) } }
-        copy {
-            from(zipTree(zip))
-            into(jniDir)
-        }
-        zip.delete()
-    }
-}
-tasks.named("preBuild") { dependsOn(downloadNcnn) }
 
 dependencies {
     val camerax = "1.3.4"

@@ -2,6 +2,9 @@
 //
 //   nanodet_core_cli postprocess CONFIG RAW.f32 IMAGE_W IMAGE_H   -> one "label score x1 y1 x2 y2" line each
 //   nanodet_core_cli preprocess CONFIG IMAGE.bgr IMAGE_W IMAGE_H OUT.f32
+// built with ncnn (NANODET_WITH_NCNN), the app detector's precision switches (nanodet_ncnn.h):
+//   nanodet_core_cli options PRECISION FAST_FP16   -> "name 0|1" lines
+// (the whole chain runs through the app's own Kotlin and JNI code on a JVM: tests/test_android_native.py)
 //
 // CONFIG is "key value..." lines written from an export's nanodet.json (tests/test_android_core.py): the
 // same values the app reads from the manifest.
@@ -15,6 +18,9 @@
 #include <vector>
 
 #include "nanodet_core.h"
+#if NANODET_WITH_NCNN
+#include "nanodet_ncnn.h"
+#endif
 
 static nanodet::ModelConfig read_config(const char* path) {
     nanodet::ModelConfig config;
@@ -46,7 +52,25 @@ static std::vector<char> read_file(const char* path) {
     return std::vector<char>(std::istreambuf_iterator<char>(in), {});
 }
 
+#if NANODET_WITH_NCNN
+static int options(const char* precision, bool fast_fp16) {
+    nanodet::PrecisionOptions o;
+    if (!nanodet::precision_options(precision, fast_fp16, &o)) {
+        std::cerr << "unknown precision " << precision << "\n";
+        return 2;
+    }
+    std::printf("use_fp16_storage %d\nuse_fp16_packed %d\nuse_fp16_arithmetic %d\nuse_bf16_storage %d\n"
+                "use_int8_inference %d\n", o.use_fp16_storage, o.use_fp16_packed, o.use_fp16_arithmetic,
+                o.use_bf16_storage, o.use_int8_inference);
+    return 0;
+}
+
+#endif
+
 int main(int argc, char** argv) {
+#if NANODET_WITH_NCNN
+    if (argc == 4 && std::string(argv[1]) == "options") return options(argv[2], std::atoi(argv[3]) != 0);
+#endif
     if (argc < 6) {
         std::cerr << "usage: nanodet_core_cli postprocess|preprocess CONFIG DATA IMAGE_W IMAGE_H [OUT]\n";
         return 2;

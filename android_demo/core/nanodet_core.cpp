@@ -20,14 +20,15 @@ static Matrix3 multiply(const Matrix3& a, const Matrix3& b) {
     return c;
 }
 
+// cv::invert's closed form for 3x3 (DECOMP_LU): the adjugate times 1/det. warpPerspective inverts its matrix
+// this way; the same arithmetic gives the same float32 coefficients below.
 static Matrix3 inverse(const Matrix3& m) {
     const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
                        m[2] * (m[3] * m[7] - m[4] * m[6]);
-    Matrix3 r{(m[4] * m[8] - m[5] * m[7]), -(m[1] * m[8] - m[2] * m[7]), (m[1] * m[5] - m[2] * m[4]),
-              -(m[3] * m[8] - m[5] * m[6]), (m[0] * m[8] - m[2] * m[6]), -(m[0] * m[5] - m[2] * m[3]),
-              (m[3] * m[7] - m[4] * m[6]), -(m[0] * m[7] - m[1] * m[6]), (m[0] * m[4] - m[1] * m[3])};
-    for (double& v : r) v /= det;
-    return r;
+    const double d = det != 0 ? 1.0 / det : 0.0;
+    return {(m[4] * m[8] - m[5] * m[7]) * d, (m[2] * m[7] - m[1] * m[8]) * d, (m[1] * m[5] - m[2] * m[4]) * d,
+            (m[5] * m[6] - m[3] * m[8]) * d, (m[0] * m[8] - m[2] * m[6]) * d, (m[2] * m[3] - m[0] * m[5]) * d,
+            (m[3] * m[7] - m[4] * m[6]) * d, (m[1] * m[6] - m[0] * m[7]) * d, (m[0] * m[4] - m[1] * m[3]) * d};
 }
 
 Matrix3 resize_matrix(int w, int h, const ModelConfig& config) {
@@ -40,38 +41,62 @@ Matrix3 resize_matrix(int w, int h, const ModelConfig& config) {
     return multiply(shift, multiply(scale, center));
 }
 
+std::vector<uint8_t> bgr_from_rgba(const uint8_t* rgba, int width, int height, int stride) {
+    std::vector<uint8_t> bgr(size_t(width) * height * 3);
+    for (int y = 0; y < height; ++y) {
+        const uint8_t* row = rgba + size_t(y) * stride;
+        uint8_t* out = bgr.data() + size_t(y) * width * 3;
+        for (int x = 0; x < width; ++x) {
+            out[x * 3 + 0] = row[x * 4 + 2];
+            out[x * 3 + 1] = row[x * 4 + 1];
+            out[x * 3 + 2] = row[x * 4 + 0];
+        }
+    }
+    return bgr;
+}
+
 std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
                               Matrix3* matrix_out) {
     const Matrix3 matrix = resize_matrix(width, height, config);
     if (matrix_out) *matrix_out = matrix;
+    // OpenCV's kernel works with the inverse matrix rounded to float32
     const Matrix3 inv = inverse(matrix);
+    float m[9];
+    for (int i = 0; i < 9; ++i) m[i] = float(inv[i]);
     const int W = config.input_width, H = config.input_height;
+    // normalisation as nanodet_deploy.processing._normaliser_table: float32 mean, float32(1 / std in double)
+    float mean[3], inv_std[3];
+    for (int c = 0; c < 3; ++c) {
+        mean[c] = float(config.mean[c]);
+        inv_std[c] = float(1.0 / config.std[c]);
+    }
     std::vector<float> tensor(size_t(3) * W * H);
-    float inv_std[3];
-    for (int c = 0; c < 3; ++c) inv_std[c] = 1.0f / config.std[c];
     for (int y = 0; y < H; ++y) {
+        // per row in float32, unfused (this file is built with -ffp-contract=off)
+        const float row_x = float(y) * m[1] + m[2], row_y = float(y) * m[4] + m[5], row_w = float(y) * m[7] + m[8];
         for (int x = 0; x < W; ++x) {
-            // bilinear sample of the source at the inverse-mapped point; outside the image is 0 (black), as
-            // cv2.warpPerspective's constant border
-            const double wz = inv[6] * x + inv[7] * y + inv[8];
-            const double sx = (inv[0] * x + inv[1] * y + inv[2]) / wz;
-            const double sy = (inv[3] * x + inv[4] * y + inv[5]) / wz;
+            const float w = std::fma(m[6], float(x), row_w);
+            const float sx = std::fma(m[0], float(x), row_x) / w;
+            const float sy = std::fma(m[3], float(x), row_y) / w;
             const int x0 = int(std::floor(sx)), y0 = int(std::floor(sy));
-            const float fx = float(sx - x0), fy = float(sy - y0);
-            float pixel[3] = {0, 0, 0};
+            const float ax = sx - float(x0), ay = sy - float(y0);
+            // the four neighbours; outside the image they are the constant border, 0 (black)
+            float p[2][2][3];
             for (int dy = 0; dy < 2; ++dy) {
                 for (int dx = 0; dx < 2; ++dx) {
                     const int px = x0 + dx, py = y0 + dy;
-                    if (px < 0 || py < 0 || px >= width || py >= height) continue;
-                    const float weight = (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy);
-                    const uint8_t* p = bgr + size_t(py) * stride + size_t(px) * 3;
-                    for (int c = 0; c < 3; ++c) pixel[c] += weight * p[c];
+                    const bool inside = px >= 0 && py >= 0 && px < width && py < height;
+                    const uint8_t* pixel = inside ? bgr + size_t(py) * stride + size_t(px) * 3 : nullptr;
+                    for (int c = 0; c < 3; ++c) p[dy][dx][c] = inside ? float(pixel[c]) : 0.f;
                 }
             }
             for (int c = 0; c < 3; ++c) {
-                // the network saw uint8 pixels: round like the 8-bit warp does, then normalise
-                const float value = std::min(255.0f, std::max(0.0f, std::nearbyint(pixel[c])));
-                tensor[(size_t(c) * H + y) * W + x] = (value - config.mean[c]) * inv_std[c];
+                const float top = std::fma(ax, p[0][1][c] - p[0][0][c], p[0][0][c]);
+                const float bottom = std::fma(ax, p[1][1][c] - p[1][0][c], p[1][0][c]);
+                const float value = std::fma(ay, bottom - top, top);
+                // to uint8 as OpenCV stores it: round half to even (the default rounding mode), saturate
+                const float pixel = std::min(255.f, std::max(0.f, std::nearbyint(value)));
+                tensor[(size_t(c) * H + y) * W + x] = (pixel - mean[c]) * inv_std[c];
             }
         }
     }

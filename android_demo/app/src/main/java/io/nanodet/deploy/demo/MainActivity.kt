@@ -3,6 +3,7 @@ package io.nanodet.deploy.demo
 import android.Manifest
 import android.content.pm.PackageManager
 import android.graphics.Bitmap
+import android.graphics.BitmapFactory
 import android.graphics.ImageDecoder
 import android.graphics.Matrix
 import android.net.Uri
@@ -28,6 +29,9 @@ class MainActivity : AppCompatActivity() {
     private lateinit var binding: ActivityMainBinding
     private lateinit var analysisExecutor: ExecutorService
     private var manifest: ModelManifest? = null
+    @Volatile private var modelLoaded = false
+    @Volatile private var useGpu = false
+    @Volatile private var fastFp16 = false
     @Volatile private var scoreThreshold = 0.35f
     @Volatile private var stillMode = false
     private var lastFrameNanos = 0L
@@ -46,14 +50,15 @@ class MainActivity : AppCompatActivity() {
         setContentView(binding.root)
         analysisExecutor = Executors.newSingleThreadExecutor()
 
-        manifest = ModelManifest.load(assets)
-        val model = manifest
-        if (model == null) {
-            Toast.makeText(this, R.string.no_model, Toast.LENGTH_LONG).show()
+        val model = try {
+            ModelManifest.load(assets)
+        } catch (e: ModelManifest.Invalid) {
+            showMessage(e.message ?: getString(R.string.no_model))
             return
         }
+        manifest = model
         scoreThreshold = maxOf(model.scoreThreshold, scoreThreshold)
-        loadModel(useGpu = false)
+        analysisExecutor.execute { loadModel() }
 
         binding.threshold.progress = (scoreThreshold * 100).toInt()
         binding.thresholdLabel.text = getString(R.string.threshold, scoreThreshold)
@@ -65,7 +70,14 @@ class MainActivity : AppCompatActivity() {
             override fun onStartTrackingTouch(bar: SeekBar) {}
             override fun onStopTrackingTouch(bar: SeekBar) {}
         })
-        binding.gpu.setOnCheckedChangeListener { _, checked -> analysisExecutor.execute { loadModel(checked) } }
+        binding.gpu.setOnCheckedChangeListener { _, checked ->
+            useGpu = checked
+            analysisExecutor.execute { loadModel() }
+        }
+        binding.fastFp16.setOnCheckedChangeListener { _, checked ->
+            fastFp16 = checked
+            analysisExecutor.execute { loadModel() }
+        }
         binding.photo.setOnClickListener { pickPhoto.launch("image/*") }
         binding.camera.setOnClickListener { showCamera() }
 
@@ -76,32 +88,50 @@ class MainActivity : AppCompatActivity() {
         }
     }
 
-    private fun loadModel(useGpu: Boolean) {
+    /** A message on screen instead of a crash: no or bad manifest, model files missing, no camera. */
+    private fun showMessage(text: String) = runOnUiThread {
+        binding.message.text = text
+        binding.message.visibility = View.VISIBLE
+    }
+
+    // on the analysis thread: detect() runs there too, so a reload never races a frame
+    private fun loadModel() {
         val model = manifest ?: return
         val threads = minOf(4, Runtime.getRuntime().availableProcessors())
-        if (!NanoDetNative.load(assets, model, useGpu, threads)) {
-            runOnUiThread { Toast.makeText(this, "ncnn could not load ${model.paramFile}", Toast.LENGTH_LONG).show() }
-        }
+        modelLoaded = NanoDetNative.load(assets, model, fastFp16, useGpu, threads)
+        if (!modelLoaded) showMessage(NanoDetNative.lastError())
+        else runOnUiThread { binding.message.visibility = View.GONE }
     }
 
     private fun startCamera() {
         val providerFuture = ProcessCameraProvider.getInstance(this)
         providerFuture.addListener({
-            val provider = providerFuture.get()
-            val preview = Preview.Builder().build().also { it.setSurfaceProvider(binding.preview.surfaceProvider) }
-            val analysis = ImageAnalysis.Builder()
-                .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
-                .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
-                .build()
-            analysis.setAnalyzer(analysisExecutor) { image -> analyze(image) }
-            provider.unbindAll()
-            provider.bindToLifecycle(this, CameraSelector.DEFAULT_BACK_CAMERA, preview, analysis)
+            // no camera, a camera in use or a CameraX failure: a message, and Photo still works
+            try {
+                val provider = providerFuture.get()
+                val selector = listOf(CameraSelector.DEFAULT_BACK_CAMERA, CameraSelector.DEFAULT_FRONT_CAMERA)
+                    .firstOrNull { provider.hasCamera(it) }
+                if (selector == null) {
+                    showMessage(getString(R.string.no_camera_device))
+                    return@addListener
+                }
+                val preview = Preview.Builder().build().also { it.setSurfaceProvider(binding.preview.surfaceProvider) }
+                val analysis = ImageAnalysis.Builder()
+                    .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
+                    .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
+                    .build()
+                analysis.setAnalyzer(analysisExecutor) { image -> analyze(image) }
+                provider.unbindAll()
+                provider.bindToLifecycle(this, selector, preview, analysis)
+            } catch (e: Exception) {
+                showMessage(getString(R.string.camera_failed, e.message ?: e.javaClass.simpleName))
+            }
         }, ContextCompat.getMainExecutor(this))
     }
 
     private fun analyze(image: ImageProxy) {
         image.use {
-            if (stillMode || manifest == null) return
+            if (stillMode || !modelLoaded) return
             val frame = uprightBitmap(image)
             val detections = NanoDetNative.detect(frame, scoreThreshold)
             val now = System.nanoTime()
@@ -121,25 +151,44 @@ class MainActivity : AppCompatActivity() {
 
     private fun detectStill(uri: Uri) {
         stillMode = true
-        val bitmap = decode(uri).copy(Bitmap.Config.ARGB_8888, false)
         binding.preview.visibility = View.GONE
         binding.still.visibility = View.VISIBLE
-        binding.still.setImageBitmap(bitmap)
+        // decoding a 50-megapixel photo takes seconds and hundreds of MB: off the UI thread, downscaled
         analysisExecutor.execute {
+            val bitmap = try {
+                decode(uri)
+            } catch (e: Exception) {  // IOException, unsupported format, out of memory for the pixels
+                showMessage(getString(R.string.photo_failed, e.message ?: e.javaClass.simpleName))
+                return@execute
+            }
+            runOnUiThread { binding.still.setImageBitmap(bitmap) }
+            if (!modelLoaded) return@execute
             val detections = NanoDetNative.detect(bitmap, scoreThreshold)
             showDetections(detections, bitmap.width, bitmap.height, "still image")
         }
     }
 
-    private fun decode(uri: Uri): Bitmap =
-        if (Build.VERSION.SDK_INT >= 28) {
-            ImageDecoder.decodeBitmap(ImageDecoder.createSource(contentResolver, uri)) { decoder, _, _ ->
+    /** The photo as an ARGB_8888 bitmap whose longer side is at most MAX_PHOTO_SIDE. */
+    private fun decode(uri: Uri): Bitmap {
+        val bitmap = if (Build.VERSION.SDK_INT >= 28) {
+            ImageDecoder.decodeBitmap(ImageDecoder.createSource(contentResolver, uri)) { decoder, info, _ ->
                 decoder.allocator = ImageDecoder.ALLOCATOR_SOFTWARE
+                val side = maxOf(info.size.width, info.size.height)
+                if (side > MAX_PHOTO_SIDE) {
+                    decoder.setTargetSize(info.size.width * MAX_PHOTO_SIDE / side, info.size.height * MAX_PHOTO_SIDE / side)
+                }
             }
         } else {
-            @Suppress("DEPRECATION")
-            MediaStore.Images.Media.getBitmap(contentResolver, uri)
+            val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
+            contentResolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, bounds) }
+            var sample = 1
+            while (maxOf(bounds.outWidth, bounds.outHeight) / (sample * 2) >= MAX_PHOTO_SIDE) sample *= 2
+            val options = BitmapFactory.Options().apply { inSampleSize = sample }
+            contentResolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, options) }
+                ?: throw java.io.IOException("not an image")
         }
+        return if (bitmap.config == Bitmap.Config.ARGB_8888) bitmap else bitmap.copy(Bitmap.Config.ARGB_8888, false)
+    }
 
     private fun showCamera() {
         stillMode = false
@@ -150,8 +199,12 @@ class MainActivity : AppCompatActivity() {
     private fun showDetections(detections: FloatArray, width: Int, height: Int, prefix: String) {
         val model = manifest ?: return
         val status = "$prefix · ${"%.1f".format(NanoDetNative.lastInferenceMs())} ms · ${model.model} " +
-            "${model.precision} · ${detections.size / 6} objects"
+            "${NanoDetNative.runningPrecision()} · ${detections.size / 6} objects"
         binding.overlay.show(detections, model.classNames, width, height, status)
+    }
+
+    companion object {
+        const val MAX_PHOTO_SIDE = 2048
     }
 
     override fun onDestroy() {

@@ -1,6 +1,7 @@
 package io.nanodet.deploy.demo
 
 import android.content.res.AssetManager
+import org.json.JSONException
 import org.json.JSONObject
 
 /**
@@ -17,8 +18,8 @@ data class ModelManifest(
     val outputName: String,
     val inputWidth: Int,
     val inputHeight: Int,
-    val mean: FloatArray,
-    val std: FloatArray,
+    val mean: DoubleArray,
+    val std: DoubleArray,
     val keepRatio: Boolean,
     val strides: IntArray,
     val regMax: Int,
@@ -27,32 +28,49 @@ data class ModelManifest(
     val iouThreshold: Float,
     val maxDetections: Int,
 ) {
+    /** A manifest that is missing, malformed or not for this app: [message] is shown on screen. */
+    class Invalid(message: String) : Exception(message)
+
     companion object {
         const val FILE = "nanodet.json"
+        /** the precisions an ncnn export of nanodet-deploy has (the app sets ncnn's switches from it) */
+        val PRECISIONS = setOf("fp32", "fp16", "int8")
 
-        fun load(assets: AssetManager): ModelManifest? {
+        /** The manifest in assets, or [Invalid] saying what is wrong with it. */
+        fun load(assets: AssetManager): ModelManifest {
             val text = try {
                 assets.open(FILE).bufferedReader().use { it.readText() }
             } catch (e: java.io.IOException) {
-                return null
+                throw Invalid("no $FILE in the app's assets: put an export in with `nanodet-deploy android EXPORT --app android_demo`")
             }
+            return try {
+                parse(text)
+            } catch (e: JSONException) {
+                throw Invalid("$FILE: ${e.message}")
+            }
+        }
+
+        fun parse(text: String): ModelManifest {
             val json = JSONObject(text)
-            require(json.getString("backend") == "ncnn") { "$FILE: a ${json.getString("backend")} export, not ncnn" }
+            val backend = json.getString("backend")
+            if (backend != "ncnn") throw Invalid("$FILE: a $backend export, not ncnn")
+            val precision = json.getString("precision")
+            if (precision !in PRECISIONS) throw Invalid("$FILE: precision '$precision' is not one of $PRECISIONS")
             val files = json.getJSONObject("files")
-            fun floats(key: String) = json.getJSONArray(key).let { a -> FloatArray(a.length()) { a.getDouble(it).toFloat() } }
+            fun doubles(key: String) = json.getJSONArray(key).let { a -> DoubleArray(a.length()) { a.getDouble(it) } }
             val strides = json.getJSONArray("strides").let { a -> IntArray(a.length()) { a.getInt(it) } }
             val names = json.getJSONArray("class_names").let { a -> List(a.length()) { a.getString(it) } }
-            return ModelManifest(
+            val manifest = ModelManifest(
                 model = json.getString("model"),
-                precision = json.getString("precision"),
+                precision = precision,
                 paramFile = files.getString("model"),
                 binFile = files.getString("weights"),
                 inputName = json.optString("input_name", "data"),
                 outputName = json.optString("output_name", "output"),
                 inputWidth = json.getInt("input_width"),
                 inputHeight = json.getInt("input_height"),
-                mean = floats("mean"),
-                std = floats("std"),
+                mean = doubles("mean"),
+                std = doubles("std"),
                 keepRatio = json.getBoolean("keep_ratio"),
                 strides = strides,
                 regMax = json.getInt("reg_max"),
@@ -61,6 +79,18 @@ data class ModelManifest(
                 iouThreshold = json.optDouble("iou_thr", 0.6).toFloat(),
                 maxDetections = json.optInt("max_dets", 100),
             )
+            val problem = when {
+                manifest.inputWidth <= 0 || manifest.inputHeight <= 0 -> "input size must be positive"
+                manifest.mean.size != 3 || manifest.std.size != 3 -> "mean and std need 3 values (B, G, R)"
+                manifest.std.any { it <= 0.0 } -> "std values must be positive"
+                manifest.strides.isEmpty() || manifest.strides.any { it <= 0 } -> "strides must be positive"
+                manifest.classNames.isEmpty() -> "class_names is empty"
+                manifest.regMax < 0 -> "reg_max must be >= 0"
+                manifest.maxDetections <= 0 -> "max_dets must be positive"
+                else -> null
+            }
+            if (problem != null) throw Invalid("$FILE: $problem")
+            return manifest
         }
     }
 }

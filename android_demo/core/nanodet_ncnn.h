@@ -1,0 +1,66 @@
+// The app's detector: the core's preprocess -> ncnn -> the core's postprocess, everything between a bitmap's
+// BGR pixels and the boxes on screen. The JNI layer (app/src/main/jni) only marshals Java objects into this;
+// the host test (tests/test_android_native.py) runs this same code against ncnn built from source.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nanodet_core.h"
+
+namespace nanodet {
+
+// ncnn's precision switches, decided by the export's precision exactly as nanodet_deploy/runtimes/ncnn.py
+// (PRECISION_OPTIONS) does, so the phone runs what the parity gate verified: fp32 and int8 exports with fp16 and
+// bf16 off (ncnn's default is on, which ARMv8.2 phones honour), fp16 exports with fp16 storage and arithmetic.
+// fast_fp16 is the user's opt-in: fp16 storage/arithmetic for the float layers of any export (faster on
+// phones, not what was verified).
+struct PrecisionOptions {
+    bool use_fp16_storage = false;
+    bool use_fp16_packed = false;
+    bool use_fp16_arithmetic = false;
+    bool use_bf16_storage = false;
+    bool use_int8_inference = false;
+};
+
+// false for a precision that is not fp32, fp16 or int8
+bool precision_options(const std::string& precision, bool fast_fp16, PrecisionOptions* options);
+
+struct DetectorOptions {
+    std::string input_name = "data";
+    std::string output_name = "output";
+    std::string precision;  // the manifest's: fp32, fp16 or int8
+    bool fast_fp16 = false;
+    bool use_gpu = false;
+    int threads = 1;
+};
+
+class NcnnDetector {
+public:
+    NcnnDetector();
+    ~NcnnDetector();
+    NcnnDetector(const NcnnDetector&) = delete;
+    NcnnDetector& operator=(const NcnnDetector&) = delete;
+
+    // param: the .param text; weights: the .bin bytes (kept: ncnn references them). On failure returns false
+    // and says why in *error.
+    bool load(const ModelConfig& config, const DetectorOptions& options, std::string param,
+              std::vector<unsigned char> weights, std::string* error);
+
+    // interleaved BGR8 (row stride in bytes) -> detections in image pixels, best first; empty on failure with
+    // the reason in *error
+    std::vector<Detection> detect(const uint8_t* bgr, int width, int height, int stride, float score_threshold,
+                                  std::string* error);
+
+    // what runs, for the screen: "fp32", "int8", "fp16", with " + fast fp16" or " (GPU)"
+    std::string running_precision() const;
+    float last_inference_ms() const { return last_inference_ms_; }
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    float last_inference_ms_ = 0.f;
+};
+
+}  // namespace nanodet

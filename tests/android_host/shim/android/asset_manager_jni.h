@@ -1,0 +1,6 @@
+#pragma once
+#include <jni.h>
+
+#include "asset_manager.h"
+
+AAssetManager* AAssetManager_fromJava(JNIEnv* env, jobject assetManager);

@@ -1,0 +1,303 @@
+"""The Android app's own code on the host, against real ncnn: the phone's path from the manifest to the boxes.
+
+- ncnn's C++ library is built from the source the package registry distributes (the ``ncnn`` sdist on PyPI, the
+  version of the Python wheel, pinned in android_demo/core/ncnn.cmake; tests/native_build.py, cached under
+  ~/.cache/nanodet-deploy);
+- the app's native code — the unmodified app/src/main/jni/nanodet_jni.cpp, android_demo/core (the detector:
+  precision options from the manifest, preprocess -> ncnn -> postprocess) — is linked into the app's JNI
+  library, with host stand-ins for the NDK's bitmap/asset/log calls (tests/android_host/shim);
+- the app's unmodified ModelManifest.kt and NanoDetNative.kt are compiled with the Kotlin compiler from npm
+  against stand-ins for AssetManager, Bitmap and org.json (tests/android_host/stubs) and run in a JVM by
+  tests/android_host/Harness.kt, which does what MainActivity does: manifest from the assets folder that
+  ``nanodet-deploy android`` fills, NanoDetNative.load, one detect() per ARGB_8888 bitmap.
+
+On the 79 val-dev images its detections must equal ``nanodet-deploy infer --export`` (Python preprocessing,
+the ncnn wheel, Python decode/NMS) for FP32, FP16 and INT8 exports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from nanodet_deploy.images import read_image
+from nanodet_deploy.manifest import read_manifest
+from nanodet_deploy.processing import SCORE_THR
+from nanodet_deploy.runtimes.ncnn import PRECISION_OPTIONS
+
+from .helpers import CALIB_IMAGES, ROOT, VAL_IMAGES, export_cli, run_cli, weights
+from .native_build import NCNN_VERSION, build_ncnn, kotlin_compiler
+from .test_android_core import iou
+
+APP = ROOT / "android_demo"
+HOST = ROOT / "tests" / "android_host"
+KOTLIN_SOURCES = [APP / "app/src/main/java/io/nanodet/deploy/demo" / name
+                  for name in ("NanoDetNative.kt", "ModelManifest.kt")] + [HOST / "Harness.kt"]
+IMAGES = sorted(VAL_IMAGES.iterdir())
+
+
+def run(command, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{command[0]}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result
+
+
+def java_home() -> Path:
+    javac = shutil.which("javac")
+    if javac is None:
+        pytest.fail("the app's JNI library and Kotlin need a JDK (apt install openjdk-17-jdk-headless)")
+    return Path(javac).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ncnn_package():
+    package, seconds = build_ncnn()
+    print(f"\nncnn {NCNN_VERSION} from the PyPI sdist: " + (f"built in {seconds:.0f} s" if seconds else "cached build"))
+    return package
+
+
+@pytest.fixture(scope="module")
+def app_cli(ncnn_package, tmp_path_factory):
+    """The core's host driver linked with the app's detector (for its precision switches)."""
+    build = tmp_path_factory.mktemp("core-ncnn-build")
+    run(["cmake", "-S", APP / "core", "-B", build, "-DNANODET_CORE_CLI=ON", "-DCMAKE_BUILD_TYPE=Release",
+         f"-Dncnn_DIR={ncnn_package}"])
+    run(["cmake", "--build", build, "--parallel", "2"])
+    return build / "nanodet_core_cli"
+
+
+@pytest.fixture(scope="module")
+def app(ncnn_package, tmp_path_factory):
+    """The app's JNI library and Kotlin, built for the host: ``app(assets, list, fast_fp16)`` runs them."""
+    build = tmp_path_factory.mktemp("app-host-build")
+    started = time.monotonic()
+    home = java_home()
+    run(["cmake", "-S", HOST, "-B", build / "jni", "-DCMAKE_BUILD_TYPE=Release", f"-DJAVA_HOME={home}",
+         f"-Dncnn_DIR={ncnn_package}"])
+    run(["cmake", "--build", build / "jni", "--parallel", "2"])
+    library = build / "jni" / "libnanodetdemo.so"
+    # Android 15's 16 KB pages: every LOAD segment of the app's library aligned to 16 KB
+    segments = [line.split()[-1] for line in run(["readelf", "-lW", library]).stdout.splitlines()
+                if line.strip().startswith("LOAD")]
+    assert segments and all(int(a, 16) >= 0x4000 for a in segments), segments
+    native_seconds = time.monotonic() - started
+    run(["javac", "-d", build / "stubs", *sorted((HOST / "stubs").rglob("*.java"))])
+    kotlinc = kotlin_compiler()
+    run([kotlinc, "-cp", build / "stubs", *KOTLIN_SOURCES, "-include-runtime", "-d", build / "app.jar"])
+    print(f"the app's JNI library built in {native_seconds:.0f} s, its Kotlin in "
+          f"{time.monotonic() - started - native_seconds:.0f} s")
+    java = home / "bin" / "java"
+
+    def run_app(assets: Path, images: Path, fast_fp16: bool = False, score_threshold: float = SCORE_THR):
+        return subprocess.run([str(java), f"-Djava.library.path={build / 'jni'}", "-cp",
+                               f"{build / 'app.jar'}:{build / 'stubs'}", "HarnessKt", str(assets), str(images),
+                               repr(score_threshold), str(int(fast_fp16))], capture_output=True, text=True)
+    return run_app
+
+
+@pytest.fixture(scope="module")
+def bitmaps(tmp_path_factory):
+    """The val-dev images as the app holds them: ARGB_8888 bitmap bytes (R, G, B, A), one list file."""
+    folder = tmp_path_factory.mktemp("bitmaps")
+    lines = []
+    for path in IMAGES:
+        image = read_image(path)
+        rgba = folder / f"{path.stem}.rgba"
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGBA).tofile(rgba)
+        lines.append(f"{rgba} {image.shape[1]} {image.shape[0]}")
+    (folder / "list.txt").write_text("\n".join(lines) + "\n")
+    return folder / "list.txt"
+
+
+def app_assets(export, tmp_path) -> Path:
+    """The app's assets folder as ``nanodet-deploy android EXPORT --app APP`` fills it."""
+    project = tmp_path / "android_demo"
+    (project / "app").mkdir(parents=True, exist_ok=True)
+    (project / "app" / "build.gradle.kts").write_text("// the demo's module\n")
+    result = run_cli("android", export, "--app", project)
+    assert result.returncode == 0, result.stderr
+    return project / "app" / "src" / "main" / "assets"
+
+
+def app_detections(app, export, bitmaps, tmp_path, fast_fp16=False) -> tuple[list, str]:
+    """The app's chain on every image: per image (labels, scores, boxes), and the precision it says it runs."""
+    result = app(app_assets(export, tmp_path), bitmaps, fast_fp16)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    per_image = []
+    for index in range(len(IMAGES)):
+        mine = [r for r in rows if int(r[0]) == index]
+        per_image.append((np.array([int(r[1]) for r in mine], np.int64), np.array([float(r[2]) for r in mine]),
+                          np.array([[float(v) for v in r[3:]] for r in mine]).reshape(-1, 4)))
+    return per_image, result.stderr.strip()
+
+
+def toolkit_detections(export, tmp_path) -> list:
+    """``nanodet-deploy infer --export`` on the same images."""
+    out = tmp_path / "infer.json"
+    result = run_cli("infer", "--export", export, "--threads", "2", "--json", out, *IMAGES)
+    assert result.returncode == 0, result.stderr
+    entries = {e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())}
+    return [(np.array([d["label"] for d in entries[p.name]], np.int64),
+             np.array([d["score"] for d in entries[p.name]]),
+             np.array([d["box"] for d in entries[p.name]], np.float64).reshape(-1, 4)) for p in IMAGES]
+
+
+SCORE_TOLERANCE = 1e-3
+IOU_TOLERANCE = 0.999
+
+
+def same_detections(mine, theirs) -> tuple[bool, float, float]:
+    """Whether two detection lists hold the same boxes — each box paired with one of the other list with the
+    same label, |Δscore| <= SCORE_TOLERANCE and IoU >= IOU_TOLERANCE — with the largest |Δscore| and smallest
+    IoU of the pairs. Order may differ only between boxes whose scores are that close: measured on FP32, two
+    classes of one point at 0.0874080 on one side are 0.0874080 and 0.0874079 on the other (the host-built
+    ncnn and the wheel differ by up to 1e-6), and swap places."""
+    (labels, scores, boxes), (labels_t, scores_t, boxes_t) = mine, theirs
+    if len(labels) != len(labels_t):
+        return False, float("inf"), 0.0
+    free = np.ones(len(labels_t), bool)
+    worst_score, worst_iou = 0.0, 1.0
+    for label, score, box in zip(labels, scores, boxes):
+        candidates = np.flatnonzero(free & (labels_t == label) & (np.abs(scores_t - score) <= SCORE_TOLERANCE))
+        overlaps = iou(np.repeat(box[None], len(candidates), 0), boxes_t[candidates]) if len(candidates) else []
+        good = [(abs(scores_t[c] - score), c, o) for c, o in zip(candidates, overlaps) if o >= IOU_TOLERANCE]
+        if not good:
+            return False, float("inf"), 0.0
+        difference, chosen, overlap = min(good)
+        free[chosen] = False
+        worst_score, worst_iou = max(worst_score, float(difference)), min(worst_iou, float(overlap))
+    return True, worst_score, worst_iou
+
+
+def agreement(app, toolkit) -> dict:
+    """Per image: the same detections (``same_detections``), the identical label list in the same order; over
+    the images with the same detections, the largest |Δscore| and smallest IoU."""
+    same, ordered, worst_score, worst_iou, boxes = 0, 0, 0.0, 1.0, 0
+    for mine, theirs in zip(app, toolkit):
+        ordered += bool(np.array_equal(mine[0], theirs[0]))
+        matched, difference, overlap = same_detections(mine, theirs)
+        if matched:
+            same += 1
+            boxes += len(mine[0])
+            worst_score, worst_iou = max(worst_score, difference), min(worst_iou, overlap)
+    return {"images": len(app), "same_detections": same, "identical_label_lists": ordered, "boxes": boxes,
+            "max_abs_dscore": worst_score, "min_iou": worst_iou}
+
+
+def print_row(name: str, figures: dict, running: str) -> None:
+    print(f"\n{name}: {running}; the same detections on {figures['same_detections']}/{figures['images']} images "
+          f"({figures['boxes']} boxes, max |Δscore| {figures['max_abs_dscore']:.2e}, min IoU "
+          f"{figures['min_iou']:.6f}); identical label lists in the same order on "
+          f"{figures['identical_label_lists']}/{figures['images']}")
+
+
+def test_the_app_builds_the_ncnn_version_the_exporter_runs():
+    import ncnn
+
+    assert ncnn.__version__ == NCNN_VERSION, "pin the same ncnn in pyproject.toml and android_demo/core/ncnn.cmake"
+
+
+def test_the_apps_precision_switches_are_the_toolkits(app_cli):
+    """The manifest's precision sets ncnn's switches as runtimes/ncnn.py does (fp16/bf16 off for FP32 and INT8);
+    "fast fp16" turns fp16 on for any export."""
+    for precision, expected in PRECISION_OPTIONS.items():
+        for fast in (False, True):
+            result = subprocess.run([str(app_cli), "options", precision, str(int(fast))], capture_output=True,
+                                    text=True, check=True)
+            options = {name: bool(int(v)) for name, v in (line.split() for line in result.stdout.splitlines())}
+            want = dict(expected)
+            if fast:
+                want.update(use_fp16_storage=True, use_fp16_packed=True, use_fp16_arithmetic=True)
+            assert options == want, (precision, fast)
+    result = subprocess.run([str(app_cli), "options", "weight-int8", "0"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown precision" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def fp32_export(tmp_path_factory):
+    export = tmp_path_factory.mktemp("exports") / "fp32"
+    result = export_cli(export, "ncnn", "--checkpoint", weights(416))
+    assert result.returncode == 0, result.stderr
+    return export
+
+
+def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, fp32_export, tmp_path):
+    export = fp32_export
+    toolkit = toolkit_detections(export, tmp_path)
+    mine, running = app_detections(app, export, bitmaps, tmp_path)
+    figures = agreement(mine, toolkit)
+    print_row("FP32", figures, running)
+    assert running == "precision fp32"
+    # every image, every box (measured: 79/79 images, 7,620 boxes, max |Δscore| 9.2e-7, min IoU 0.99999; in the
+    # same order on 78/79, one near-tie swapped)
+    assert figures["same_detections"] == len(IMAGES)
+    assert figures["boxes"] > 5000
+
+    # the option matters on this host too: with fast fp16 the same export's scores move
+    fast, running = app_detections(app, export, bitmaps, tmp_path, fast_fp16=True)
+    assert running == "precision fp32 + fast fp16"
+    print_row("FP32 with fast fp16", agreement(fast, toolkit), running)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, tmp_path, precision):
+    export = tmp_path / precision
+    options = ["--int8", "--calib", CALIB_IMAGES] if precision == "int8" else ["--fp16"]
+    result = export_cli(export, "ncnn", "--checkpoint", weights(416), *options)
+    assert result.returncode == 0, result.stderr
+    assert read_manifest(export).precision == precision
+    toolkit = toolkit_detections(export, tmp_path)
+    mine, running = app_detections(app, export, bitmaps, tmp_path)
+    figures = agreement(mine, toolkit)
+    print_row(precision.upper(), figures, running)
+    assert running == f"precision {precision}"
+    # bit-identical input tensors into the same ncnn version: identical label lists on >= 78/79 images, every
+    # box within |Δscore| <= 1e-3
+    assert figures["identical_label_lists"] >= len(IMAGES) - 1
+    assert figures["same_detections"] >= len(IMAGES) - 1
+
+
+def test_the_app_says_what_is_wrong_with_its_assets(app, bitmaps, fp32_export, tmp_path):
+    """What MainActivity shows on screen instead of crashing: the message of ModelManifest.Invalid or of
+    NanoDetNative.lastError(), from the app's own Kotlin and JNI code."""
+    assets = app_assets(fp32_export, tmp_path)
+    manifest = json.loads((assets / "nanodet.json").read_text())
+
+    def message(edit) -> str:
+        broken = tmp_path / "broken"
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(assets, broken)
+        edit(broken)
+        result = app(broken, bitmaps)
+        assert result.returncode == 3, result.stderr
+        return result.stderr.strip()
+
+    assert "no nanodet.json in the app's assets" in message(lambda d: (d / "nanodet.json").unlink())
+    assert message(lambda d: (d / "nanodet.json").write_text("{ not json")).startswith("error: nanodet.json: ")
+    assert "a onnx export, not ncnn" in message(
+        lambda d: (d / "nanodet.json").write_text(json.dumps({**manifest, "backend": "onnx"})))
+    assert "precision 'weight-int8'" in message(
+        lambda d: (d / "nanodet.json").write_text(json.dumps({**manifest, "precision": "weight-int8"})))
+    assert "No value for input_width" in message(
+        lambda d: (d / "nanodet.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "input_width"})))
+    assert "std values must be positive" in message(
+        lambda d: (d / "nanodet.json").write_text(json.dumps({**manifest, "std": [0, 1, 1]})))
+    assert "missing model files in assets: model.param, model.bin" in message(lambda d: (d / "model.bin").unlink())
+
+    def resize(size):
+        def edit(folder):
+            data = (folder / "model.bin").read_bytes()
+            (folder / "model.bin").write_bytes(data[:size] if size < len(data) else data + bytes(size - len(data)))
+        return edit
+    # ncnn reads the .bin through a bounded reader: never past its end, and a longer file is refused too
+    size = (assets / "model.bin").stat().st_size
+    for wrong in (size // 2, size - 4, size + 4):
+        assert f"model.param: ncnn could not read the .bin ({wrong} bytes" in message(resize(wrong))
