@@ -1,1 +1,23 @@
 from . import helpers  # noqa: F401  (fails the session early, with a clear message, if ../shared is absent)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ncnn_416_export(tmp_path_factory):
+    """``ncnn_416_export(name, *options)``: ``nanodet-deploy export --to ncnn`` of the official 416 weights
+    under the full parity gate (val-dev with annotations), made once per session and shared by the tests of the
+    exporter (test_export_ncnn.py) and of the Android app (test_android_native.py). Returns (folder, result)."""
+    made = {}
+
+    def export(name: str, *options):
+        if name not in made:
+            out = tmp_path_factory.mktemp("ncnn") / name
+            result = helpers.export_cli(out, "ncnn", "--checkpoint", helpers.weights(416), *options,
+                                        "--verify-images", helpers.VAL_IMAGES, "--verify-ann", helpers.VAL_ANN,
+                                        "--threads", "2")
+            assert result.returncode == 0, result.stdout + result.stderr
+            made[name] = (out, result, options)
+        assert made[name][2] == options, f"{name} was made with other options"
+        return made[name][:2]
+    return export

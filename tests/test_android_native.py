@@ -32,7 +32,7 @@ from nanodet_deploy.manifest import read_manifest
 from nanodet_deploy.processing import SCORE_THR
 from nanodet_deploy.runtimes.ncnn import PRECISION_OPTIONS
 
-from .helpers import CALIB_IMAGES, ROOT, VAL_IMAGES, export_cli, run_cli, weights
+from .helpers import CALIB_IMAGES, ROOT, VAL_IMAGES, run_cli
 from .native_build import NCNN_VERSION, build_ncnn, kotlin_compiler
 from .test_android_core import iou
 
@@ -222,11 +222,8 @@ def test_the_apps_precision_switches_are_the_toolkits(app_cli):
 
 
 @pytest.fixture(scope="module")
-def fp32_export(tmp_path_factory):
-    export = tmp_path_factory.mktemp("exports") / "fp32"
-    result = export_cli(export, "ncnn", "--checkpoint", weights(416))
-    assert result.returncode == 0, result.stderr
-    return export
+def fp32_export(ncnn_416_export):
+    return ncnn_416_export("m416-fp32")[0]
 
 
 def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, fp32_export, tmp_path):
@@ -248,11 +245,11 @@ def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, f
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, tmp_path, precision):
-    export = tmp_path / precision
+def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, ncnn_416_export, tmp_path,
+                                                                       precision):
+    # the exports test_export_ncnn.py checks against the official and released models
     options = ["--int8", "--calib", CALIB_IMAGES] if precision == "int8" else ["--fp16"]
-    result = export_cli(export, "ncnn", "--checkpoint", weights(416), *options)
-    assert result.returncode == 0, result.stderr
+    export = ncnn_416_export(f"m416-{precision}", *options)[0]
     assert read_manifest(export).precision == precision
     toolkit = toolkit_detections(export, tmp_path)
     mine, running = app_detections(app, export, bitmaps, tmp_path)

@@ -17,15 +17,7 @@ from nanodet_deploy.runtimes.ncnn import NcnnRuntime
 from .helpers import (CALIB_IMAGES, SHARED, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, error_lines,
                       export_cli, parity_of, run_cli, weights)
 
-GATE = ["--verify-images", VAL_IMAGES, "--verify-ann", VAL_ANN, "--threads", "2"]
 RELEASED = SHARED / "reference" / "ncnn-release"
-
-
-def export(tmp_path_factory, name, *args):
-    out = tmp_path_factory.mktemp("ncnn") / name
-    result = export_cli(out, "ncnn", "--checkpoint", weights(416), *args, *GATE)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out, result
 
 
 def released(name: str, precision: str, like: Detector) -> Detector:
@@ -34,13 +26,13 @@ def released(name: str, precision: str, like: Detector) -> Detector:
 
 
 @pytest.fixture(scope="module")
-def fp32_416(tmp_path_factory):
-    return export(tmp_path_factory, "m416-fp32")[0]
+def fp32_416(ncnn_416_export):
+    return ncnn_416_export("m416-fp32")[0]
 
 
 @pytest.fixture(scope="module")
-def fp16_416(tmp_path_factory):
-    return export(tmp_path_factory, "m416-fp16", "--fp16")[0]
+def fp16_416(ncnn_416_export):
+    return ncnn_416_export("m416-fp16", "--fp16")[0]
 
 
 def test_fp32_reproduces_official_detections(fp32_416, tmp_path):
@@ -71,11 +63,11 @@ def test_fp16_gives_the_released_models_detections(fp16_416):
     assert total > 5000
 
 
-def test_int8_beats_the_released_int8_and_meets_the_budget(tmp_path_factory, fp32_416):
+def test_int8_beats_the_released_int8_and_meets_the_budget(ncnn_416_export, fp32_416):
     """Our INT8 (the shared recipe, conv inputs symmetric, float set by sensitivity): measured on val-dev at 416
     score cos 0.9944, distance cos 0.9959, agreement 0.856 (our table before: 0.9804 / 0.9883 / 0.789); mAP 0.3624
     against FP32 0.3703 and 0.3585 for the released nanodet-plus-m_416_int8."""
-    out, result = export(tmp_path_factory, "m416-int8", "--int8", "--calib", CALIB_IMAGES)
+    out, result = ncnn_416_export("m416-int8", "--int8", "--calib", CALIB_IMAGES)
     assert "kept in float by sensitivity: " in result.stdout
     report = parity_of(out)
     assert report["passed"] and report["runtime_precision"] == "int8"
