@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from nanodet_deploy.processing import (ProcessingConfig, as_bgr8, center_priors, decode, multiclass_nms,
                                        postprocess, preprocess, warp_boxes, warp_matrix)
 
+from .helpers import VAL_IMAGES
+
 CFG = ProcessingConfig(input_size=(416, 416), num_classes=80)
 
 
@@ -105,6 +107,20 @@ def test_preprocess_is_warp_then_normalise():
     warped = cv2.warpPerspective(image, np.diag([320 / 500, 192 / 300, 1.0]), (320, 192)).astype(np.float64)
     expected = (warped - [103.53, 116.28, 123.675]) / [57.375, 57.12, 58.395]
     assert np.abs(tensor[0].transpose(1, 2, 0) - expected).max() < 1e-5
+
+
+def test_warp_image_is_the_official_warp_perspective_bit_for_bit():
+    """warp_image takes cv2.warpAffine for our affine matrices: the pixels of the official cv2.warpPerspective."""
+    from nanodet_deploy.processing import warp_image
+
+    rng = np.random.default_rng(1)
+    images = [cv2.imread(str(p)) for p in sorted(VAL_IMAGES.iterdir())[:30]]
+    images += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(37, 1000, 3), (999, 13, 3), (1, 1, 3)]]
+    for size in [(416, 416), (320, 192), (330, 250)]:
+        for keep_ratio in (False, True):
+            for image in images:
+                matrix = warp_matrix((image.shape[1], image.shape[0]), size, keep_ratio)
+                assert np.array_equal(warp_image(image, matrix, size), cv2.warpPerspective(image, matrix, size))
 
 
 def test_image_formats_become_bgr8():
