@@ -40,10 +40,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "runs": args.runs, "rows": rows,
                                                      "results": [r.to_dict() for r in results]}, indent=1))
-    stem.with_suffix(".md").write_text(f"{machine['cpu']}, {machine['cores']} cores; median of {args.runs} runs, "
+    stem.with_suffix(".md").write_text(f"{bench.machine_line(machine)}; median of {args.runs} runs, "
                                        f"interleaved; ratio to onnxruntime fp32\n\n"
                                        + bench_report.markdown_table(rows) + "\n")
-    bench_report.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']}")
+    bench_report.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']} · "
+                      + " ".join(machine["isa"]))
     print(bench_report.format_table(rows, bench_report.COLUMNS))
     print(f"wrote {stem}.json/.md/.png in {time.perf_counter() - started:.0f} s")
 

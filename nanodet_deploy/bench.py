@@ -296,17 +296,56 @@ def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECI
     return results
 
 
+# the instruction sets a CPU timing depends on, as /proc/cpuinfo names them -> how we print them. INT8 kernels
+# gain from an int8 dot product (VNNI); without it INT8 is often no faster than FP32.
+INSTRUCTION_SETS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI",
+                    "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX512-BF16", "avx512_fp16": "AVX512-FP16",
+                    "amx_bf16": "AMX-BF16", "amx_int8": "AMX-INT8", "asimddp": "NEON-dotprod", "i8mm": "I8MM"}
+BACKEND_PACKAGES = ("onnxruntime", "openvino", "MNN", "ncnn", "torch", "opencv-python-headless")
+
+
 def machine() -> dict:
-    """The CPU's model name (from /proc/cpuinfo where there is one), cores, and the OS."""
+    """The CPU's model name and instruction sets (from /proc/cpuinfo where there is one), cores, the OS and the
+    versions of the backends' packages (read from their metadata: nothing is imported)."""
     import os
     import platform
+    from importlib import metadata
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu in ("", platform.processor() or platform.machine()):
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(), "python": platform.python_version()}
+    versions = {}
+    for package in BACKEND_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": [name for flag, name in INSTRUCTION_SETS.items()
+                                                          if flag in flags],
+            "system": platform.platform(), "python": platform.python_version(), "versions": versions}
+
+
+def machine_line(info: dict) -> str:
+    """One line naming the machine a timing was taken on: CPU, cores, instruction sets, backend versions."""
+    isa = info.get("isa") or []
+    missing = [name for name in ("AVX512-VNNI", "AVX512-BF16", "AMX-INT8") if name not in isa]
+    sets = " ".join(isa) or "no AVX2"
+    if missing and "AVX2" in isa:
+        sets += f" (no {', '.join(missing)})"
+    versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
+    return f"{info['cpu']} · {info['cores']} cores · {sets}" + (f" · {versions}" if versions else "")
+
+
+def int8_hardware_note(info: dict) -> str:
+    """Why INT8 may not beat FP32 here, from the instruction sets."""
+    isa = set(info.get("isa") or [])
+    if not isa & {"AVX512-VNNI", "AVX-VNNI", "AMX-INT8", "NEON-dotprod", "I8MM"}:
+        return "this CPU has no int8 dot product (VNNI): INT8 kernels emulate it and gain little or nothing"
+    return "the CPU has VNNI; the backend's INT8 path (requantization, layout changes, float layers) costs it"

@@ -43,14 +43,15 @@ COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran
            ("map", "mAP", ".4f")]
 
 
-def int8_summary(rows: list[dict]) -> list[str]:
+def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
     """One line per backend, size and threads measured in INT8 and FP32 in this run: INT8 inference time over
-    FP32's, said plainly when INT8 is not faster."""
+    FP32's, said plainly when INT8 is not faster, with ``hardware_note`` (bench.int8_hardware_note) as why."""
     lines = []
     for row in rows:
         if row["precision"] == "int8" and row["infer_vs_fp32"] is not None:
             ratio = row["infer_vs_fp32"]
-            verdict = "faster" if ratio < 1 else "NOT faster than FP32 on this machine"
+            verdict = ("faster" if ratio < 1 else "NOT faster than FP32 on this machine"
+                       + (f": {hardware_note}" if hardware_note else ""))
             lines.append(f"INT8 / FP32 inference, {row['backend']} {row['size']} {row['threads']} threads: "
                          f"{ratio:.2f}x ({verdict})")
     return lines

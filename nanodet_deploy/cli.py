@@ -509,22 +509,27 @@ def bench(
                                 calib=calib, images=images, ann=ann, memory=memory,
                                 progress=_progress_factory(bar), log=lambda m: err_console.print(m, markup=False))
     rows = bench_report.rows(results)
-    console.print(f"nanodet-deploy bench · {bench_lib.machine()['cpu']} · median of {runs} runs, interleaved; "
-                  f"ratio to {' '.join(bench_lib.BASELINE)} of the same size and threads", soft_wrap=True)
+    machine = bench_lib.machine()
+    console.print(f"nanodet-deploy bench · {bench_lib.machine_line(machine)}", soft_wrap=True, markup=False)
+    console.print(f"median of {runs} runs, interleaved; ratio to {' '.join(bench_lib.BASELINE)} of the same size "
+                  "and threads", soft_wrap=True)
     console.print(bench_report.format_table(rows, bench_report.COLUMNS), markup=False, highlight=False, soft_wrap=True)
     for row in rows:
         if row["note"]:
             console.print(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}", soft_wrap=True)
-    for line in bench_report.int8_summary(rows):
+    for line in bench_report.int8_summary(rows, bench_lib.int8_hardware_note(machine)):
         console.print(line, soft_wrap=True, markup=False)
     if json_out:
-        write_text_atomic(json_out, json.dumps({"machine": bench_lib.machine(), "runs": runs, "warmup": warmup,
+        write_text_atomic(json_out, json.dumps({"machine": machine, "machine_line": bench_lib.machine_line(machine),
+                                                "runs": runs, "warmup": warmup,
                                                 "checkpoint": str(checkpoint),
                                                 "results": [r.to_dict() for r in results], "rows": rows}, indent=1))
     if markdown_out:
-        write_text_atomic(markdown_out, bench_report.markdown_table(rows) + "\n")
+        write_text_atomic(markdown_out, f"{bench_lib.machine_line(machine)}\n\n" + bench_report.markdown_table(rows)
+                          + "\n")
     if plot_out:
-        bench_report.plot(rows, plot_out, title=f"nanodet-deploy bench · {bench_lib.machine()['cpu']}")
+        bench_report.plot(rows, plot_out, title=f"nanodet-deploy bench · {machine['cpu']} · "
+                          + " ".join(machine["isa"]))
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """`nanodet-deploy bench`: real exports, real runtimes, the table / JSON / plot it writes, and its cache."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +47,16 @@ def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
         assert row["total_ms"] >= row["infer_ms"] and row["gflops_per_s"] > 0
     assert rows[("onnxruntime", "fp32")]["ratio"] == 1.0 and rows[("onnxruntime", "fp32")]["size_mb"] > 4
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "b.md").read_text().startswith("| backend |")
+    # every result names the machine: CPU, instruction sets, backend versions
+    from nanodet_deploy.bench import machine, machine_line
+
+    line = machine_line(machine())
+    assert report["machine_line"] == line and "cores" in line and "onnxruntime " in line
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    for flag, name in (("avx2", "AVX2"), ("avx512_vnni", "AVX512-VNNI"), ("avx512_bf16", "AVX512-BF16")):
+        assert (f" {flag} " in cpuinfo.replace("\n", " ")) == (f" {name}" in line.split(" (no")[0]), name
+    assert (tmp_path / "b.md").read_text().startswith(line + "\n\n| backend |")
+    assert " ".join(line.split()) in " ".join(first.stdout.split())
     assert "onnxruntime" in first.stdout and "torch" in first.stdout
 
     exported = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
