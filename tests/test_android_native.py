@@ -43,6 +43,12 @@ KOTLIN_SOURCES = [APP / "app/src/main/java/io/nanodet/deploy/demo" / name
 IMAGES = sorted(VAL_IMAGES.iterdir())
 
 
+def report(request, text: str) -> None:
+    """A figure the test prints into the suite's output (passing tests' prints are otherwise captured)."""
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n[android native] {text}", flush=True)
+
+
 def run(command, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(list(map(str, command)), capture_output=True, text=True, **kwargs)
     assert result.returncode == 0, f"{command[0]}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
@@ -57,9 +63,10 @@ def java_home() -> Path:
 
 
 @pytest.fixture(scope="module")
-def ncnn_package():
+def ncnn_package(request):
     package, seconds = build_ncnn()
-    print(f"\nncnn {NCNN_VERSION} from the PyPI sdist: " + (f"built in {seconds:.0f} s" if seconds else "cached build"))
+    report(request, f"ncnn {NCNN_VERSION} from the PyPI sdist: "
+           + (f"built in {seconds:.0f} s" if seconds else "cached build"))
     return package
 
 
@@ -74,7 +81,7 @@ def app_cli(ncnn_package, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(ncnn_package, tmp_path_factory):
+def app(ncnn_package, tmp_path_factory, request):
     """The app's JNI library and Kotlin, built for the host: ``app(assets, list, fast_fp16)`` runs them."""
     build = tmp_path_factory.mktemp("app-host-build")
     started = time.monotonic()
@@ -91,8 +98,8 @@ def app(ncnn_package, tmp_path_factory):
     run(["javac", "-d", build / "stubs", *sorted((HOST / "stubs").rglob("*.java"))])
     kotlinc = kotlin_compiler()
     run([kotlinc, "-cp", build / "stubs", *KOTLIN_SOURCES, "-include-runtime", "-d", build / "app.jar"])
-    print(f"the app's JNI library built in {native_seconds:.0f} s, its Kotlin in "
-          f"{time.monotonic() - started - native_seconds:.0f} s")
+    report(request, f"the app's JNI library built in {native_seconds:.0f} s, its Kotlin in "
+           f"{time.monotonic() - started - native_seconds:.0f} s")
     java = home / "bin" / "java"
 
     def run_app(assets: Path, images: Path, fast_fp16: bool = False, score_threshold: float = SCORE_THR):
@@ -192,8 +199,8 @@ def agreement(app, toolkit) -> dict:
             "max_abs_dscore": worst_score, "min_iou": worst_iou}
 
 
-def print_row(name: str, figures: dict, running: str) -> None:
-    print(f"\n{name}: {running}; the same detections on {figures['same_detections']}/{figures['images']} images "
+def print_row(request, name: str, figures: dict, running: str) -> None:
+    report(request, f"{name}: {running}; the same detections on {figures['same_detections']}/{figures['images']} images "
           f"({figures['boxes']} boxes, max |Δscore| {figures['max_abs_dscore']:.2e}, min IoU "
           f"{figures['min_iou']:.6f}); identical label lists in the same order on "
           f"{figures['identical_label_lists']}/{figures['images']}")
@@ -226,12 +233,12 @@ def fp32_export(ncnn_416_export):
     return ncnn_416_export("m416-fp32")[0]
 
 
-def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, fp32_export, tmp_path):
+def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, fp32_export, tmp_path, request):
     export = fp32_export
     toolkit = toolkit_detections(export, tmp_path)
     mine, running = app_detections(app, export, bitmaps, tmp_path)
     figures = agreement(mine, toolkit)
-    print_row("FP32", figures, running)
+    print_row(request, "FP32", figures, running)
     assert running == "precision fp32"
     # every image, every box (measured: 79/79 images, 7,620 boxes, max |Δscore| 9.2e-7, min IoU 0.99999; in the
     # same order on 78/79, one near-tie swapped)
@@ -241,12 +248,12 @@ def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, f
     # the option matters on this host too: with fast fp16 the same export's scores move
     fast, running = app_detections(app, export, bitmaps, tmp_path, fast_fp16=True)
     assert running == "precision fp32 + fast fp16"
-    print_row("FP32 with fast fp16", agreement(fast, toolkit), running)
+    print_row(request, "FP32 with fast fp16", agreement(fast, toolkit), running)
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, ncnn_416_export, tmp_path,
-                                                                       precision):
+                                                                       precision, request):
     # the exports test_export_ncnn.py checks against the official and released models
     options = ["--int8", "--calib", CALIB_IMAGES] if precision == "int8" else ["--fp16"]
     export = ncnn_416_export(f"m416-{precision}", *options)[0]
@@ -254,7 +261,7 @@ def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitma
     toolkit = toolkit_detections(export, tmp_path)
     mine, running = app_detections(app, export, bitmaps, tmp_path)
     figures = agreement(mine, toolkit)
-    print_row(precision.upper(), figures, running)
+    print_row(request, precision.upper(), figures, running)
     assert running == f"precision {precision}"
     # bit-identical input tensors into the same ncnn version: identical label lists on >= 78/79 images, every
     # box within |Δscore| <= 1e-3
