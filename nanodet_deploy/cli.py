@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import ImageError, NanodetDeployError
+from .errors import ImageError, NanodetDeployError, UsageError
 from .images import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -155,25 +155,40 @@ def _progress() -> Progress:
 @app.command()
 @_one_line_errors
 def infer(
-    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images; or video files "
+                                                      "(.mp4, .avi, ...) and cameras (camera:0).")],
     export: ExportDir = None, checkpoint: Checkpoint = None, model: ModelName = None, config: Config = None,
     input_size: InputSize = None, keep_ratio: KeepRatio = None, backend: Backend = "torch",
     threads: Threads = None, score_thr: ScoreThr = 0.05, unsafe_load: UnsafeLoad = False,
     infer_precision: InferPrecision = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write detections as JSON here.")] = None,
-    save_vis: Annotated[Optional[Path], typer.Option("--save-vis", help="Write images with boxes here.")] = None,
+    save_vis: Annotated[Optional[Path], typer.Option("--save-vis", help="Write images (videos: .mp4) with boxes "
+                                                     "here.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Videos and cameras: stop after "
+                                                      "this many frames (a camera runs until Ctrl-C without it).")]
+    = None,
+    pipeline: Annotated[bool, typer.Option("--pipeline/--sequential", help="Videos and cameras: overlap "
+                                           "pre/postprocessing of neighbouring frames with inference.")] = True,
 ):
-    """Detect objects in images; optionally write the JSON contract (see README) and drawn images.
+    """Detect objects in images, videos or camera frames; optionally write the JSON contract (see README) and
+    drawn images. Videos and cameras write one JSON line per frame (--json) and an .mp4 with boxes (--save-vis).
 
     Exit code 1 if any image could not be read (each is reported on one line), 2 for usage errors."""
     import cv2
 
     from .files import atomic_path, write_text_atomic
     from .images import collect_images, draw_detections, json_path, read_image
+    from .streaming import is_video_source
 
-    paths = collect_images(images)
+    videos = [source for source in images if is_video_source(source)]
+    if videos and len(videos) != len(images):
+        raise UsageError("give images or videos/cameras, not both in one run")
+    paths = [] if videos else collect_images(images)
     detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
                          score_thr, unsafe_load, infer_precision)
+    if videos:
+        _infer_videos(detector, videos, json_out, save_vis, max_frames, pipeline)
+        return
     entries, failed, started = [], 0, time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("detecting", total=len(paths))
@@ -211,6 +226,54 @@ def infer(
     if failed:
         err_console.print(f"{failed} of {len(paths)} images failed")
         raise typer.Exit(1)
+
+
+def _infer_videos(detector, sources, json_out, save_vis, max_frames, pipeline) -> None:
+    """``infer`` on video files and cameras: JSON lines and annotated .mp4 files, written atomically."""
+    import contextlib
+
+    import cv2
+
+    from .files import atomic_path
+    from .images import draw_detections, json_path
+    from .streaming import CAMERA_PREFIX, frames_of, open_source, pipelined, sequential
+
+    run = pipelined if pipeline else sequential
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context(open(stack.enter_context(atomic_path(json_out)), "w")) if json_out else None
+        for source in sources:
+            capture = open_source(source)
+            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            if max_frames:
+                total = min(total or max_frames, max_frames)
+            fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+            name = str(source).replace(CAMERA_PREFIX, "camera-") if str(source).startswith(CAMERA_PREFIX) \
+                else Path(source).stem
+            writer, frames, started = None, 0, time.perf_counter()
+            with contextlib.ExitStack() as video:
+                with _progress() as bar, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a camera run
+                    task = bar.add_task(f"{name}", total=total)
+                    for frame, dets in run(detector, frames_of(capture, max_frames)):
+                        if lines:
+                            lines.write(json.dumps({"source": json_path(source), "frame": frames,
+                                                    "width": frame.shape[1], "height": frame.shape[0],
+                                                    "detections": dets.to_list(detector.class_names)}) + "\n")
+                        if save_vis:
+                            if writer is None:
+                                target = video.enter_context(atomic_path(save_vis / f"{name}.mp4", keep_suffix=True))
+                                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                                         (frame.shape[1], frame.shape[0]))
+                                video.callback(writer.release)
+                            writer.write(draw_detections(frame, dets, detector.class_names))
+                        frames += 1
+                        bar.advance(task)
+            elapsed = time.perf_counter() - started
+            console.print(f"{printable(str(source))}: {frames} frames in {elapsed:.1f} s "
+                          f"({frames / max(elapsed, 1e-9):.1f} FPS, {'pipelined' if pipeline else 'sequential'})"
+                          + (f", video: {save_vis / (name + '.mp4')}" if save_vis and frames else ""),
+                          soft_wrap=True, markup=False)
+    if json_out:
+        console.print(f"JSON lines: {json_out}", soft_wrap=True, markup=False)
 
 
 @app.command("eval")

@@ -13,11 +13,14 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yields a temporary path in the same folder; renamed onto ``path`` only if the block succeeds."""
+def atomic_path(path: str | Path, keep_suffix: bool = False):
+    """Yields a temporary path in the same folder; renamed onto ``path`` only if the block succeeds.
+    ``keep_suffix``: the temporary name ends like ``path`` (for writers that pick a format by it, as
+    cv2.VideoWriter does)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix=f".tmp{path.suffix}" if keep_suffix else ".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
     try:

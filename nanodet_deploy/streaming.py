@@ -1,0 +1,157 @@
+"""Video files and cameras: frames in, (frame, detections) out, in order — sequentially or pipelined.
+
+``pipelined`` overlaps the three stages of consecutive frames: a thread preprocesses frame n+1 and another
+postprocesses frame n-1 while the caller's thread runs inference on frame n. OpenCV, numpy and every runtime
+release the GIL in their kernels, so the stages really run at once; the detections are the ones
+``Detector(image)`` gives, frame by frame (tests/test_streaming.py checks it).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import ImageError, UsageError
+from .processing import Detections, postprocess, preprocess
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+CAMERA_PREFIX = "camera:"
+# frames waiting between two stages: enough to keep each stage busy, few enough to bound latency and memory
+QUEUE_DEPTH = 2
+
+
+def is_video_source(path: str | Path) -> bool:
+    """A video file (by suffix) or a camera (``camera:INDEX``)."""
+    text = str(path)
+    return text.startswith(CAMERA_PREFIX) or Path(text).suffix.lower() in VIDEO_SUFFIXES
+
+
+def open_source(source: str | Path):
+    """cv2.VideoCapture for a video file or ``camera:INDEX``; a clear error when it cannot be opened."""
+    import cv2
+
+    text = str(source)
+    camera = text.startswith(CAMERA_PREFIX)
+    if camera and not text[len(CAMERA_PREFIX):].isdigit():
+        raise UsageError(f"{text}: a camera is camera:INDEX, e.g. camera:0")
+    if not camera and not Path(text).is_file():
+        raise UsageError(f"{text}: no such video file")
+    # OpenCV logs each backend it tries and fails with; the one error below says it once
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        capture = cv2.VideoCapture(int(text[len(CAMERA_PREFIX):]) if camera else text)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if not capture.isOpened():
+        raise ImageError(f"{text}: cannot be opened as a video" + (" (no such camera?)" if camera else ""))
+    return capture
+
+
+def frames_of(capture, limit: int | None = None) -> Iterator[np.ndarray]:
+    """The BGR frames of an opened capture, until it ends (or ``limit`` frames)."""
+    count = 0
+    try:
+        while limit is None or count < limit:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            count += 1
+            yield frame
+    finally:
+        capture.release()
+
+
+def sequential(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Detections]]:
+    """Frame by frame: preprocess, inference, postprocess, then the next frame."""
+    for frame in frames:
+        yield frame, detector(frame)
+
+
+_DONE = object()
+
+
+def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Detections]]:
+    """The same results as ``sequential``, with preprocessing of the next frame and postprocessing of the
+    previous one running while the current one is inferred. An exception in any stage is raised here."""
+    prepared: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    inferred: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    finished: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def put(target: queue.Queue, item) -> bool:
+        while not stop.is_set():
+            try:
+                target.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def prepare():
+        try:
+            for frame in frames:
+                tensor, matrix = preprocess(frame, detector.processing)
+                if not put(prepared, (frame, tensor, matrix)):
+                    break
+            else:
+                put(prepared, _DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            put(prepared, error)
+        close = getattr(frames, "close", None)  # a generator of frames_of releases its capture
+        if close:
+            close()
+
+    def finish():
+        while True:
+            item = inferred.get()
+            if item is _DONE or isinstance(item, BaseException):
+                put(finished, item)
+                return
+            frame, raw, matrix = item
+            try:
+                detections = postprocess(raw, matrix, (frame.shape[1], frame.shape[0]), detector.processing)
+            except BaseException as error:
+                put(finished, error)
+                return
+            if not put(finished, (frame, detections)):
+                return
+
+    workers = [threading.Thread(target=prepare, daemon=True, name="nanodet-pre"),
+               threading.Thread(target=finish, daemon=True, name="nanodet-post")]
+    for worker in workers:
+        worker.start()
+    pending = 0   # frames inferred whose detections were not yet yielded
+    source_done = False
+    try:
+        while True:
+            # infer while the post stage has room; collect what it finished
+            if not source_done and pending < QUEUE_DEPTH:
+                item = prepared.get()
+                if item is _DONE or isinstance(item, BaseException):
+                    source_done = True
+                    put(inferred, item)
+                    continue
+                frame, tensor, matrix = item
+                put(inferred, (frame, detector.runtime.run(tensor)[0], matrix))
+                pending += 1
+                continue
+            result = finished.get()
+            if result is _DONE:
+                return
+            if isinstance(result, BaseException):
+                raise result
+            pending -= 1
+            yield result
+    finally:
+        stop.set()
+        try:  # wakes the post stage if it waits for work that will not come (the consumer stopped early)
+            inferred.put_nowait(_DONE)
+        except queue.Full:
+            pass
+        for worker in workers:
+            worker.join(timeout=5)
