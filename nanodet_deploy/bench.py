@@ -160,7 +160,7 @@ def interleaved_stages(runners: dict, images: list[np.ndarray], runs: int, warmu
     """{name: {stage: [ms, ...]}} timing preprocess, inference and decode+NMS of every runner, taking turns per
     image (the order rotates so no runner always follows the same one). ``runners``: name -> (runtime,
     processing)."""
-    from .processing import postprocess, preprocess
+    from .processing import input_format_of, postprocess, preprocess
 
     names = list(runners)
     times = {name: {"preprocess": [], "inference": [], "postprocess": [], "total": []} for name in names}
@@ -170,7 +170,7 @@ def interleaved_stages(runners: dict, images: list[np.ndarray], runs: int, warmu
         for name in names[shift:] + names[:shift]:
             runtime, processing = runners[name]
             t0 = time.perf_counter()
-            tensor, matrix = preprocess(image, processing)
+            tensor, matrix = preprocess(image, processing, input_format_of(runtime))
             t1 = time.perf_counter()
             raw = runtime.run(tensor)
             t2 = time.perf_counter()

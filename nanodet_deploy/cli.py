@@ -406,6 +406,9 @@ def export(
                              f"chosen by measured mAP: {_int8_help('parts')}.")] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", min=11, help="ONNX opset (default 11).")] = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Batch axis left dynamic.")] = False,
+    u8_input: Annotated[bool, typer.Option(
+        "--u8-input", help="OpenVINO: the model takes the resized 8-bit BGR image and normalises it itself "
+                           "(PrePostProcessor); saves the float tensor on the Python side.")] = False,
     verify_images: Annotated[Optional[Path], typer.Option(
         "--verify-images", help="Images for the parity gate; without them only tensor errors on synthetic "
                                 "inputs are checked.")] = None,
@@ -442,7 +445,7 @@ def export(
                             [p for p in keep_float.split(",") if p and p != "none"],
                             dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
-                            infer_precision=infer_precision, unsafe_load=unsafe_load,
+                            infer_precision=infer_precision, unsafe_load=unsafe_load, u8_input=u8_input,
                             progress=_progress_factory(bar))
     console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {result.summary}, execution "
                   f"{result.report.runtime_precision}", soft_wrap=True)

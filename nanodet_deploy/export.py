@@ -20,6 +20,7 @@ from .files import temporary_files_in
 from .manifest import (MANIFEST_NAME, Manifest, ManifestError, file_checksum, is_plain_name,
                        package_versions, read_manifest, write_manifest)
 from .parity import Budgets, ParityReport, compare, synthetic_images, write_report
+from .processing import FLOAT_NCHW
 
 PARITY_NAME = "parity.json"
 REJECTED_DIR = "rejected"
@@ -44,7 +45,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
            calib_images: int = 100, calib_method: str | None = None, keep_float=None, opset: int | None = None,
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
-           infer_precision: str | None = None, unsafe_load: bool = False, progress=None) -> ExportResult:
+           infer_precision: str | None = None, unsafe_load: bool = False, u8_input: bool = False,
+           progress=None) -> ExportResult:
     """Export ``checkpoint`` to target ``to`` (a name in ``nanodet_deploy.targets.TARGETS``) in ``precision``
     under ``out`` and gate it against PyTorch.
 
@@ -52,7 +54,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     float activations). ``keep_float`` names the parts INT8 keeps in float and ``calib_method`` how INT8 ranges
     are calibrated (both default per target, chosen by measured mAP; ``keep_float=()`` for none); ``opset`` and
     ``dynamic_batch`` apply to the ONNX-based targets. An option the target does not take is a UsageError.
-    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact.
+    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``u8_input`` (OpenVINO)
+    puts the normalisation into the model: it takes the warped 8-bit image (manifest ``input_format``).
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
     """
     from .converters.calibration import calibration_images, check_keep_float
@@ -61,7 +64,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
 
     target = get_target(to)
     options = {"opset": opset, "dynamic_batch": dynamic_batch or None, "calib_method": calib_method,
-               "keep_float": None if keep_float is None else tuple(keep_float)}
+               "keep_float": None if keep_float is None else tuple(keep_float), "u8_input": u8_input or None}
     check_options(target, precision, options)
     converter = target.converter_module()  # a missing backend package fails here, before any work
     if options["calib_method"] is not None and calib_method not in converter.CALIBRATION_METHODS:
@@ -87,6 +90,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         shutil.rmtree(staging / ".tmp", ignore_errors=True)
         manifest = Manifest.from_spec(
             loaded.spec, processing, backend=target.backend, precision=precision, files=files,
+            input_format=conversion.get("input_format", FLOAT_NCHW),
             checkpoint_sha256=loaded.sha256, batch="dynamic" if dynamic_batch else "1",
             versions=package_versions("torch", *packages),
             conversion={"target": to, "checkpoint": str(Path(loaded.checkpoint).resolve()),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import ManifestError
 from .files import write_text_atomic
-from .processing import MAX_INPUT_SIDE, ProcessingConfig
+from .processing import INPUT_FORMATS, MAX_INPUT_SIDE, ProcessingConfig
 
 MANIFEST_NAME = "nanodet.json"
 SCHEMA_VERSION = 2            # 2: per-file sha256 + size ("checksums"); 1 (no checksums) is still read
@@ -62,6 +62,7 @@ class Manifest:
     max_dets: int = 100
     color_order: str = "BGR"
     resize: str = "warpPerspective linear"
+    input_format: str = "float-nchw"   # processing.INPUT_FORMATS: "bgr8-nhwc" when the model normalises itself
     input_name: str = "data"
     output_name: str = "output"
     output_layout: str = OUTPUT_LAYOUT
@@ -190,6 +191,7 @@ def _problems(m: Manifest):
     yield None if _is_int(m.max_dets, 1, MAX_DETS_LIMIT) else f"max_dets must be 1 to {MAX_DETS_LIMIT}"
     yield None if m.color_order in COLOR_ORDERS else f"color_order {m.color_order!r} (this version feeds BGR)"
     yield None if m.resize in RESIZE_MODES else f"resize {m.resize!r} (this version resizes by {RESIZE_MODES[0]})"
+    yield None if m.input_format in INPUT_FORMATS else f"input_format must be one of {', '.join(INPUT_FORMATS)}"
     for name in ("input_name", "output_name", "output_layout"):
         yield None if _is_text(getattr(m, name)) else f"{name} must be text"
     yield None if m.batch in BATCH_MODES else "batch must be \"1\" or \"dynamic\""

@@ -24,6 +24,12 @@ import numpy as np
 SCORE_THR = 0.05
 IOU_THR = 0.6
 MAX_DETS = 100
+# What a runtime takes: the normalised float tensor [1, 3, H, W], or the warped 8-bit BGR image [1, H, W, 3] when
+# the export normalises inside its graph (OpenVINO's PrePostProcessor, `export --u8-input`): the Python side then
+# skips the normalisation and the float tensor's memory.
+FLOAT_NCHW = "float-nchw"
+BGR8_NHWC = "bgr8-nhwc"
+INPUT_FORMATS = (FLOAT_NCHW, BGR8_NHWC)
 # The largest network input side anything accepts (presets are 320 and 416; NanoDet trains up to 640). A
 # manifest or option beyond it is refused before a backend allocates for it.
 MAX_INPUT_SIDE = 2048
@@ -113,12 +119,21 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> 
     return cv2.warpPerspective(image, matrix, dsize=tuple(size))
 
 
-def preprocess(image: np.ndarray, cfg: ProcessingConfig) -> tuple[np.ndarray, np.ndarray]:
-    """BGR image -> (input tensor [1, 3, H, W] float32, warp matrix image->input)."""
+def input_format_of(runtime) -> str:
+    """The input a runtime takes (its ``input_format``; float NCHW unless it says otherwise)."""
+    return getattr(runtime, "input_format", FLOAT_NCHW)
+
+
+def preprocess(image: np.ndarray, cfg: ProcessingConfig,
+               input_format: str = FLOAT_NCHW) -> tuple[np.ndarray, np.ndarray]:
+    """BGR image -> (input [1, 3, H, W] float32 — or [1, H, W, 3] uint8 for BGR8_NHWC —, warp matrix
+    image->input)."""
     image = as_bgr8(image)
     h, w = image.shape[:2]
     matrix = warp_matrix((w, h), cfg.input_size, cfg.keep_ratio)
     warped = warp_image(image, matrix, cfg.input_size)
+    if input_format == BGR8_NHWC:
+        return warped[None], matrix
     # normalise through a per-channel table of the 256 possible values, written straight into the CHW tensor:
     # the same float32 numbers as computing (x - mean) * (1/std) per pixel, at ~1/10 of the time
     table = _normaliser_table(cfg.mean, cfg.std)

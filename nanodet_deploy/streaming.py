@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import ImageError, UsageError
-from .processing import Detections, postprocess, preprocess
+from .processing import Detections, input_format_of, postprocess, preprocess
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 CAMERA_PREFIX = "camera:"
@@ -82,6 +82,7 @@ def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarr
     inferred: queue.Queue = queue.Queue(QUEUE_DEPTH)
     finished: queue.Queue = queue.Queue(QUEUE_DEPTH)
     stop = threading.Event()
+    input_format = input_format_of(detector.runtime)
 
     def put(target: queue.Queue, item) -> bool:
         while not stop.is_set():
@@ -95,7 +96,7 @@ def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarr
     def prepare():
         try:
             for frame in frames:
-                tensor, matrix = preprocess(frame, detector.processing)
+                tensor, matrix = preprocess(frame, detector.processing, input_format)
                 if not put(prepared, (frame, tensor, matrix)):
                     break
             else:

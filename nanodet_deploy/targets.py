@@ -19,7 +19,7 @@ from .errors import MissingBackendError, UsageError
 
 # Export options beyond precision and calibration images, as export() names them -> the CLI flag.
 OPTION_FLAGS = {"opset": "--opset", "dynamic_batch": "--dynamic-batch", "calib_method": "--calib-method",
-                "keep_float": "--keep-float"}
+                "keep_float": "--keep-float", "u8_input": "--u8-input"}
 INT8_ONLY_OPTIONS = ("calib_method", "keep_float")
 
 
@@ -66,7 +66,7 @@ TARGETS = {t.name: t for t in (
            precisions=("fp32", "fp16", "int8"), options=_ONNX_OPTIONS | {"calib_method", "keep_float"},
            colour="tab:blue", description="ONNX Runtime"),
     Target("openvino", "openvino", "openvino.OpenVinoRuntime", "openvino", "openvino", converter="openvino",
-           precisions=("fp32", "fp16", "int8"), options=_ONNX_OPTIONS | {"calib_method", "keep_float"},
+           precisions=("fp32", "fp16", "int8"), options=_ONNX_OPTIONS | {"calib_method", "keep_float", "u8_input"},
            runtime_options=frozenset({"infer_precision"}), execution_modes=("bf16",), colour="tab:purple",
            description="OpenVINO IR; INT8 from the shared recipe or NNCF"),
     Target("mnn", "mnn", "mnn.MnnRuntime", "MNN", "mnn", converter="mnn",

@@ -13,7 +13,7 @@ from nanodet_deploy.targets import BACKENDS, OPTION_FLAGS, REFERENCE, TARGETS
 from .helpers import CALIB_IMAGES, ROOT, error_lines, export_cli, weights
 
 FLAG_VALUES = {"opset": ["--opset", "13"], "dynamic_batch": ["--dynamic-batch"], "calib_method": ["--calib-method", "mse"],
-               "keep_float": ["--keep-float", "head"]}
+               "keep_float": ["--keep-float", "head"], "u8_input": ["--u8-input"]}
 
 
 @pytest.mark.parametrize("name", list(TARGETS))

@@ -226,6 +226,7 @@ def test_a_model_file_from_another_export_is_refused(exports, tmp_path):
     (lambda m: m.update(reg_max=[7]), "reg_max must be"),
     (lambda m: m.update(keep_ratio="no"), "keep_ratio must be true or false"),
     (lambda m: m.update(color_order="RGB"), "color_order 'RGB'"),
+    (lambda m: m.update(input_format="yuv420"), "input_format must be one of float-nchw, bgr8-nhwc"),
     (lambda m: m.update(files=["model.param"]), "files must name the model file"),
     (lambda m: m.update(precision="int4"), "precision must be one of"),
     (lambda m: m.update(checksums={"model.param": "abc"}), "checksums must map"),

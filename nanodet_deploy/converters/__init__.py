@@ -22,9 +22,10 @@ class Converter(Protocol):
                 progress=None, **options) -> tuple[dict[str, str], dict, tuple[str, ...]]:
         """Write the artifact of the PyTorch ``module`` in ``precision`` into ``directory``. ``processing`` is
         the ProcessingConfig (calibration images go through the same preprocessing); ``options`` are only the
-        ones its registry row accepts and the user gave (opset, dynamic_batch, calib_method, keep_float).
-        Returns (files: role -> file name, with at least "model"; the conversion record for the manifest; the
-        packages whose versions the manifest records)."""
+        ones its registry row accepts and the user gave (opset, dynamic_batch, calib_method, keep_float,
+        u8_input). Returns (files: role -> file name, with at least "model"; the conversion record for the
+        manifest — "input_format" there when the model takes other than processing.FLOAT_NCHW; the packages
+        whose versions the manifest records)."""
         ...
 
     def describe(self, conversion: dict) -> str:

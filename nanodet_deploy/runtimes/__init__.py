@@ -33,6 +33,11 @@ def open_export(directory, manifest, threads: int | None = None, **options):
         raise
     except Exception as e:  # each backend has its own exception types for a file it cannot parse
         raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it ({_first_line(e)})") from None
+    from ..processing import input_format_of
+
+    if input_format_of(runtime) != manifest.input_format:
+        raise ArtifactError(f"{model_file}: it takes {input_format_of(runtime)} input, nanodet.json says "
+                            f"{manifest.input_format}")
     for field in ("input_name", "output_name"):  # the blob names, where the backend tells them
         found = getattr(runtime, field, None)
         if found is not None and found != getattr(manifest, field):
@@ -58,10 +63,14 @@ def check_against_manifest(runtime, manifest, directory) -> None:
 
     from ..manifest import ManifestError
 
+    from ..processing import BGR8_NHWC, input_format_of
+
     cfg = manifest.processing_config()
     width, height = cfg.input_size
+    zeros = (np.zeros((1, height, width, 3), np.uint8) if input_format_of(runtime) == BGR8_NHWC
+             else np.zeros((1, 3, height, width), np.float32))
     try:
-        output = runtime.run(np.zeros((1, 3, height, width), np.float32))
+        output = runtime.run(zeros)
     except Exception as e:  # each backend has its own exception types for a shape it does not take
         raise ManifestError(f"{directory}: the model does not run on the manifest's {width}x{height} input "
                             f"({_first_line(e)}); nanodet.json does not belong to this model") from None

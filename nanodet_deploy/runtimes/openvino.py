@@ -13,6 +13,7 @@ import numpy as np
 import openvino as ov
 
 from ..errors import UsageError
+from ..processing import BGR8_NHWC, FLOAT_NCHW
 
 INFER_PRECISIONS = {"f32": "fp32", "bf16": "bf16"}  # --infer-precision -> how we name it
 
@@ -30,6 +31,9 @@ class OpenVinoRuntime:
         core = ov.Core()
         model = core.read_model(str(model_path))
         self.stored_precision = stored_precision(model)
+        # an IR with the normalisation in it (export --u8-input) takes the warped 8-bit image, NHWC
+        self.input_format = BGR8_NHWC if model.input(0).get_element_type() == ov.Type.u8 else FLOAT_NCHW
+        self._dtype = np.uint8 if self.input_format == BGR8_NHWC else np.float32
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()  # created once, reused by every run
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32" / "bf16"
@@ -46,7 +50,7 @@ class OpenVinoRuntime:
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         with self._lock:
-            result = self.request.infer({0: np.ascontiguousarray(tensor, np.float32)})
+            result = self.request.infer({0: np.ascontiguousarray(tensor, self._dtype)})
             return np.array(result[0])  # a copy: the request's output buffer is reused by the next call
 
 
