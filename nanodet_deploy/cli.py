@@ -243,7 +243,8 @@ def _infer_videos(detector, sources, json_out, save_vis, max_frames, pipeline) -
         lines = stack.enter_context(open(stack.enter_context(atomic_path(json_out)), "w")) if json_out else None
         for source in sources:
             capture = open_source(source)
-            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or -1 for cameras and some streams
+            total = count if count > 0 else None
             if max_frames:
                 total = min(total or max_frames, max_frames)
             fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
