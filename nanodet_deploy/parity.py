@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .processing import FLOAT_NCHW, Detections, ProcessingConfig, input_format_of, postprocess, preprocess
+from .processing import (FLOAT_NCHW, Detections, ProcessingConfig, input_format_of, normalise, postprocess,
+                         preprocess)
 
 AGREEMENT_MIN_SCORE = 0.3
 AGREEMENT_MIN_IOU = 0.9
@@ -161,10 +162,10 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
     ref_dets, art_dets = [], []
     for image in images:
         image = read_image(image) if not isinstance(image, np.ndarray) else image
-        tensor, matrix = preprocess(image, processing)
-        # an export that normalises in its graph gets the 8-bit image: its own input path is what is measured
-        art_input = tensor if input_format_of(artifact) == FLOAT_NCHW else \
-            preprocess(image, processing, input_format_of(artifact))[0]
+        # an export that normalises in its graph gets the 8-bit image (its own input path is what is measured);
+        # the reference, that image normalised: one warp for both
+        art_input, matrix = preprocess(image, processing, input_format_of(artifact))
+        tensor = art_input if input_format_of(artifact) == FLOAT_NCHW else normalise(art_input[0], processing)
         ref_raw, art_raw = reference.run(tensor)[0], artifact.run(art_input)[0]
         nonfinite += int((~np.isfinite(ref_raw)).sum() + (~np.isfinite(art_raw)).sum())
         score_err = max(score_err, _max_abs(ref_raw[:, :c] - art_raw[:, :c]))

@@ -132,15 +132,18 @@ def preprocess(image: np.ndarray, cfg: ProcessingConfig,
     h, w = image.shape[:2]
     matrix = warp_matrix((w, h), cfg.input_size, cfg.keep_ratio)
     warped = warp_image(image, matrix, cfg.input_size)
-    if input_format == BGR8_NHWC:
-        return warped[None], matrix
-    # normalise through a per-channel table of the 256 possible values, written straight into the CHW tensor:
-    # the same float32 numbers as computing (x - mean) * (1/std) per pixel, at ~1/10 of the time
+    return (warped[None] if input_format == BGR8_NHWC else normalise(warped, cfg)), matrix
+
+
+def normalise(warped: np.ndarray, cfg: ProcessingConfig) -> np.ndarray:
+    """The warped H x W x 3 uint8 BGR image -> the float32 tensor [1, 3, H, W]."""
+    # through a per-channel table of the 256 possible values, written straight into the CHW tensor: the same
+    # float32 numbers as computing (x - mean) * (1/std) per pixel, at ~1/10 of the time
     table = _normaliser_table(cfg.mean, cfg.std)
     tensor = np.empty((1, 3, *warped.shape[:2]), np.float32)
     for channel in range(3):
         np.take(table[channel], warped[:, :, channel], out=tensor[0, channel])
-    return tensor, matrix
+    return tensor
 
 
 @lru_cache(maxsize=8)
