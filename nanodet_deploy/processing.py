@@ -10,6 +10,10 @@ no torch). It follows the official NanoDet val pipeline and post-process exactly
 - every (point, class) with score > score_thr is a candidate (multi-label), per-class NMS suppressing when
   IoU > iou_thr (no "+1" in areas, float32 like torchvision's), the max_dets best kept;
 - boxes mapped back through the inverse warp matrix and clipped to the original image.
+
+The normalisation and everything after inference also exist in C++ (android_demo/core, the Android app's
+code): when the install built it (nanodet_deploy.native), ``normalise`` and ``postprocess`` run it — the same
+numbers, ~10x and ~6x faster — and the numpy versions below stay the reference implementation.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from nanodet_deploy import native
 
 # The official evaluation defaults (NanoDetPlusHead.get_bboxes).
 SCORE_THR = 0.05
@@ -136,7 +142,15 @@ def preprocess(image: np.ndarray, cfg: ProcessingConfig,
 
 
 def normalise(warped: np.ndarray, cfg: ProcessingConfig) -> np.ndarray:
-    """The warped H x W x 3 uint8 BGR image -> the float32 tensor [1, 3, H, W]."""
+    """The warped H x W x 3 uint8 BGR image -> the float32 tensor [1, 3, H, W] (native when built: the same
+    table in C++, 0.2 ms instead of 2.2 ms at 416 — benchmarks/decode_nms.py)."""
+    if native.available() and warped.shape == (cfg.input_size[1], cfg.input_size[0], 3):
+        return native.normalise(warped, cfg)
+    return normalise_numpy(warped, cfg)
+
+
+def normalise_numpy(warped: np.ndarray, cfg: ProcessingConfig) -> np.ndarray:
+    """``normalise`` in numpy (the implementation without the native library)."""
     # through a per-channel table of the 256 possible values, written straight into the CHW tensor: the same
     # float32 numbers as computing (x - mean) * (1/std) per pixel, at ~1/10 of the time
     table = _normaliser_table(cfg.mean, cfg.std)
@@ -283,7 +297,20 @@ def warp_boxes(boxes: np.ndarray, matrix: np.ndarray, width: int, height: int) -
 
 def postprocess(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
                 cfg: ProcessingConfig) -> Detections:
-    """Raw output [N, C + 4*(R+1)] of one image -> detections in original-image pixels."""
+    """Raw output [N, C + 4*(R+1)] of one image -> detections in original-image pixels.
+
+    Runs the app's C++ decoder (nanodet_deploy.native) when the install built it, else ``postprocess_numpy``;
+    the same detections either way (tests/test_native.py)."""
+    check_raw(raw, cfg)
+    if native.available():
+        boxes, scores, labels = native.postprocess(np.ascontiguousarray(raw, np.float32), matrix, image_size, cfg)
+        return Detections(boxes, scores, labels, image_size=tuple(image_size))
+    return postprocess_numpy(raw, matrix, image_size, cfg)
+
+
+def postprocess_numpy(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
+                      cfg: ProcessingConfig) -> Detections:
+    """``postprocess`` in numpy (the implementation without the native library)."""
     check_raw(raw, cfg)
     c = cfg.num_classes
     points, labels, scores = candidates(raw[:, :c], cfg.score_thr)

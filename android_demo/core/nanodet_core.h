@@ -55,6 +55,9 @@ std::vector<uint8_t> bgr_from_rgba(const uint8_t* rgba, int width, int height, i
 std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
                               Matrix3* matrix_out);
 
+// Warped interleaved BGR8 image [H, W, 3] (contiguous) -> planar float [3, H, W] as preprocess normalises it.
+void normalise(const uint8_t* bgr, int width, int height, const ModelConfig& config, float* tensor);
+
 // Raw output [num_points, channels] (class scores after sigmoid, then distance logits) -> detections in
 // original-image pixels, best first.
 std::vector<Detection> postprocess(const float* raw, const Matrix3& matrix, int image_width, int image_height,

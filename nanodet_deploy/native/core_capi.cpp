@@ -1,0 +1,75 @@
+// C interface of the Android app's pre/post-processing (android_demo/core/nanodet_core) for the toolkit:
+// nanodet_deploy/native/__init__.py loads this library with ctypes, so Python and the phone run one C++
+// implementation of NanoDet's preprocessing, GFL decoding and NMS. Built at install time (setup.py), optional:
+// without it the toolkit uses the numpy implementation in nanodet_deploy/processing.py.
+#include "nanodet_core.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+
+extern "C" {
+
+// mirrors nanodet_deploy.native.Config (ctypes)
+struct nd_config {
+    int input_width, input_height, num_classes, reg_max;
+    const int* strides;
+    int num_strides;
+    double mean[3], std[3];
+    int keep_ratio;
+    float score_threshold, iou_threshold;
+    int max_detections;
+};
+
+}  // extern "C"
+
+namespace {
+
+nanodet::ModelConfig to_model_config(const nd_config& c) {
+    nanodet::ModelConfig config;
+    config.input_width = c.input_width;
+    config.input_height = c.input_height;
+    config.num_classes = c.num_classes;
+    config.reg_max = c.reg_max;
+    config.strides.assign(c.strides, c.strides + c.num_strides);
+    for (int i = 0; i < 3; ++i) config.mean[i] = c.mean[i], config.std[i] = c.std[i];
+    config.keep_ratio = c.keep_ratio != 0;
+    config.score_threshold = c.score_threshold;
+    config.iou_threshold = c.iou_threshold;
+    config.max_detections = c.max_detections;
+    return config;
+}
+
+}  // namespace
+
+extern "C" {
+
+// Warped BGR8 image [H, W, 3] (contiguous) -> normalised planar float tensor [3, H, W] (tensor_out).
+void nd_normalise(const uint8_t* bgr, const nd_config* c, float* tensor_out) {
+    nanodet::normalise(bgr, c->input_width, c->input_height, to_model_config(*c), tensor_out);
+}
+
+// Raw output [num_points, channels] -> at most max_detections detections, best first, in original-image
+// pixels: boxes_out [K, 4], scores_out [K], labels_out [K]. Returns K, or -1 if C++ threw.
+int nd_postprocess(const float* raw, const double* matrix, int image_width, int image_height, const nd_config* c,
+                   float* boxes_out, float* scores_out, int64_t* labels_out) {
+    try {
+        nanodet::Matrix3 m;
+        std::copy(matrix, matrix + 9, m.begin());
+        const std::vector<nanodet::Detection> detections =
+            nanodet::postprocess(raw, m, image_width, image_height, to_model_config(*c));
+        const int count = std::min<int>(int(detections.size()), c->max_detections);
+        for (int i = 0; i < count; ++i) {
+            const nanodet::Detection& d = detections[i];
+            boxes_out[i * 4 + 0] = d.x1, boxes_out[i * 4 + 1] = d.y1;
+            boxes_out[i * 4 + 2] = d.x2, boxes_out[i * 4 + 3] = d.y2;
+            scores_out[i] = d.score;
+            labels_out[i] = d.label;
+        }
+        return count;
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+}  // extern "C"

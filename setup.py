@@ -1,0 +1,43 @@
+"""Builds the optional native pre/post-processing library (nanodet_deploy/native): the Android app's C++ core
+(android_demo/core/nanodet_core.cpp) behind a C interface that nanodet_deploy.native loads with ctypes.
+
+Everything else is in pyproject.toml. Without a C++17 compiler the install still succeeds and the toolkit uses
+its numpy implementation (same detections, slower; nanodet_deploy.native.available() says which runs).
+"""
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """A failed compile is a warning, not a failed install: the numpy path does the same work, slower."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as error:  # compiler missing or broken: setuptools raises its own error types
+            print(f"warning: nanodet_deploy's native pre/post-processing was not built ({error}); "
+                  "the numpy implementation is used")
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as error:
+            print(f"warning: {ext.name} was not built ({error}); the numpy implementation is used")
+
+    def get_export_symbols(self, ext):
+        return []  # a plain C library loaded with ctypes, not a Python module: no PyInit_ symbol
+
+
+core = Extension(
+    "nanodet_deploy.native._nanodet_core",
+    sources=["android_demo/core/nanodet_core.cpp", "nanodet_deploy/native/core_capi.cpp"],
+    include_dirs=["android_demo/core"],
+    language="c++",
+    # -ffp-contract=off: the warp reproduces OpenCV's float32 kernel bit for bit only with the fused
+    # multiply-adds it writes explicitly (std::fma) and no others, as android_demo/core/CMakeLists.txt builds it
+    extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off"],
+    optional=True,
+)
+
+setup(ext_modules=[core], cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,82 @@
+"""The native pre/post-processing (nanodet_deploy.native: the Android app's C++ core, built at install time)
+against the numpy reference implementation in processing.py, which every other test also checks."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nanodet_deploy import Detector, native
+from nanodet_deploy.images import read_image
+from nanodet_deploy.processing import (ProcessingConfig, normalise, normalise_numpy, postprocess,
+                                       postprocess_numpy, preprocess, warp_image, warp_matrix)
+
+from .helpers import VAL_IMAGES, weights
+
+pytestmark = pytest.mark.skipif(not native.available() and shutil.which("c++") is None,
+                                reason="no C++ compiler: the install uses the numpy implementation")
+
+
+def box_iou(a, b):
+    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - w * h
+    return np.where(union > 0, w * h / np.maximum(union, 1e-12), 1.0)
+
+
+def assert_same_detections(raw, matrix, size, cfg):
+    """Same labels in the same order; measured on val-dev at 416 (7,620 detections): scores equal to the bit,
+    boxes within 1.2e-4 px, one float32 step (inverse matrix: closed form in C++, LU in numpy); same on the
+    random outputs below."""
+    ours, reference = postprocess(raw, matrix, size, cfg), postprocess_numpy(raw, matrix, size, cfg)
+    assert np.array_equal(ours.labels, reference.labels)
+    assert np.abs(ours.scores - reference.scores).max(initial=0) <= 1e-6
+    assert np.abs(ours.boxes - reference.boxes).max(initial=0) <= 1e-3
+    assert box_iou(ours.boxes.astype(np.float64), reference.boxes.astype(np.float64)).min(initial=1) >= 0.9999
+    return len(ours)
+
+
+def test_the_install_built_the_native_library():
+    assert native.available(), "a C++ compiler is present but nanodet_deploy/native/_nanodet_core*.so is missing"
+
+
+def test_native_postprocess_equals_numpy_on_val_dev():
+    detector = Detector(checkpoint=weights(416), threads=2)
+    total = 0
+    for path in sorted(VAL_IMAGES.iterdir())[:40]:
+        image = read_image(path)
+        tensor, matrix = preprocess(image, detector.processing)
+        total += assert_same_detections(detector.raw(tensor)[0], matrix, (image.shape[1], image.shape[0]),
+                                        detector.processing)
+    assert total > 3000
+
+
+@pytest.mark.parametrize("keep_ratio", [False, True])
+def test_native_postprocess_equals_numpy_on_dense_random_outputs(keep_ratio):
+    """A 3-class 320x192 model's output with many overlapping candidates: NMS chains, ties and max_dets."""
+    cfg = ProcessingConfig(input_size=(320, 192), num_classes=3, keep_ratio=keep_ratio)
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        raw = np.concatenate([rng.random((cfg.num_points, 3), np.float32) ** 4,
+                              rng.normal(0, 2, (cfg.num_points, 32)).astype(np.float32)], axis=1)
+        raw[:50, :3] = 0.5  # equal scores: both keep the (point, class) order
+        size = (int(rng.integers(1, 900)), int(rng.integers(1, 900)))
+        assert assert_same_detections(raw, warp_matrix(size, cfg.input_size, keep_ratio), size, cfg) == 100
+
+
+def test_native_normalise_is_bit_identical():
+    cfg = ProcessingConfig(input_size=(416, 416), num_classes=80)
+    for path in sorted(VAL_IMAGES.iterdir())[:10]:
+        image = read_image(path)
+        warped = warp_image(image, warp_matrix((image.shape[1], image.shape[0]), cfg.input_size, False),
+                            cfg.input_size)
+        assert np.array_equal(normalise(warped, cfg), normalise_numpy(warped, cfg))
+
+
+def test_native_can_be_turned_off():
+    code = "from nanodet_deploy import native; print(native.available())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={"NANODET_DEPLOY_NATIVE": "0", "PATH": ""})
+    assert result.stdout.strip() == "False"
