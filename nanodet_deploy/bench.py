@@ -27,6 +27,10 @@ EXPORT_TARGET = {t.backend: t.name for t in TARGETS.values()}
 PRECISIONS = ("fp32", "fp16", "int8", *sorted({m for t in TARGETS.values() for m in t.execution_modes}))
 BASELINE = (TARGETS["onnx"].backend, "fp32")
 MEMORY_RUNS = 5
+# latency: one image at a time, each split into preprocess / inference / decode+NMS. throughput: also video-like
+# frames per second, sequential against streaming.pipelined (OpenVINO in throughput mode, one stream per thread)
+MODES = ("latency", "throughput")
+THROUGHPUT_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class CellResult:
     gflops_per_s: float | None = None
     peak_rss_mb: float | None = None
     map: float | None = None
+    fps_sequential: float | None = None   # --mode throughput
+    fps_pipelined: float | None = None
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -84,25 +90,34 @@ def plan(backends, precisions, sizes, threads) -> list[Cell]:
     return [Cell(b, p, s, t) for s in sizes for t in threads for b in backends for p in precisions if runs(b, p)]
 
 
-def export_key(checkpoint_sha256: str, cell: Cell, calib: Path | None, verify_ann: Path | None = None) -> str:
+def takes_u8_input(cell: Cell) -> bool:
+    """Whether ``cell``'s export can take the 8-bit image (``export --u8-input``)."""
+    return cell.backend != REFERENCE.backend and "u8_input" in TARGETS[EXPORT_TARGET[cell.backend]].options
+
+
+def export_key(checkpoint_sha256: str, cell: Cell, calib: Path | None, verify_ann: Path | None = None,
+               u8_input: bool = False) -> str:
     """Folder name of a cached export: the checkpoint, every option that changes the artifact, and the
     annotations its parity verdict was measured on."""
     options = {"target": EXPORT_TARGET[cell.backend], "size": cell.size, "precision": cell.export_precision,
                "calib": str(Path(calib).resolve()) if calib and cell.export_precision == "int8" else None,
                "verified_on": str(Path(verify_ann).resolve()) if verify_ann else None}
+    if u8_input:
+        options["u8_input"] = True
     digest = hashlib.sha256(json.dumps([checkpoint_sha256, options], sort_keys=True).encode()).hexdigest()[:12]
     return f"{EXPORT_TARGET[cell.backend]}-{cell.size[0]}x{cell.size[1]}-{cell.export_precision}-{digest}"
 
 
 def cached_export(export_root: Path, loaded, checkpoint, cell: Cell, calib, model=None, config=None,
-                  images=None, ann=None, progress=None) -> tuple[Path, bool]:
+                  images=None, ann=None, progress=None, u8_input: bool = False) -> tuple[Path, bool]:
     """(export folder, accepted) for ``cell``, exporting only when no cached export exists. With ``images`` +
     ``ann`` the parity gate measures mAP (INT8's budget is a mAP drop: without annotations it is unchecked). A
     rejected export (over its budget) is benchmarked all the same and reported as rejected."""
     from .export import REJECTED_DIR, export
     from .manifest import MANIFEST_NAME
 
-    folder = export_root / export_key(loaded.sha256, cell, calib, ann)
+    u8_input = u8_input and takes_u8_input(cell)
+    folder = export_root / export_key(loaded.sha256, cell, calib, ann, u8_input)
     for candidate, accepted in ((folder, True), (folder / REJECTED_DIR, False)):
         if (candidate / MANIFEST_NAME).is_file():
             return candidate, accepted
@@ -110,12 +125,12 @@ def cached_export(export_root: Path, loaded, checkpoint, cell: Cell, calib, mode
         raise UsageError(f"{cell.name}: INT8 needs calibration images: --calib DIR")
     result = export(checkpoint, to=EXPORT_TARGET[cell.backend], out=folder, model=model, config=config,
                     input_size=cell.size, precision=cell.export_precision, calib=calib, threads=cell.threads,
-                    verify_images=images if ann else None, verify_ann=ann, progress=progress)
+                    verify_images=images if ann else None, verify_ann=ann, progress=progress, u8_input=u8_input)
     return result.directory, result.accepted
 
 
-def open_cell(cell: Cell, folder: Path | None, loaded):
-    """(runtime, processing) of a cell."""
+def open_cell(cell: Cell, folder: Path | None, loaded, streams: int | None = None):
+    """(runtime, processing) of a cell; ``streams`` puts an OpenVINO runtime in throughput mode."""
     from .detector import processing_config
     from .manifest import read_manifest
     from .runtimes import open_export, runtime_class
@@ -127,6 +142,8 @@ def open_cell(cell: Cell, folder: Path | None, loaded):
     # an execution mode is the runtime's inference precision (bf16); the artifact's own otherwise (f32)
     options = ({"infer_precision": cell.precision if cell.precision in _REGISTRY[cell.backend].execution_modes
                 else "f32"} if "infer_precision" in _REGISTRY[cell.backend].runtime_options else {})
+    if streams and "streams" in _REGISTRY[cell.backend].runtime_options:
+        options["streams"] = streams
     return open_export(folder, manifest, threads=cell.threads, **options), manifest.processing_config()
 
 
@@ -185,6 +202,26 @@ def interleaved_stages(runners: dict, images: list[np.ndarray], runs: int, warmu
     return times
 
 
+def frames_per_second(detectors: dict, frames: list[np.ndarray], count: int, rounds: int = THROUGHPUT_ROUNDS,
+                      progress=None) -> dict:
+    """{name: (sequential FPS, pipelined FPS)} of ``count`` frames (``frames`` cycled) through each
+    ``detectors[name] = (sequential detector, pipelined detector)``, both taking turns per round, best round
+    kept."""
+    from .streaming import pipelined, sequential
+
+    video = [frames[i % len(frames)] for i in range(count)]
+    best = {name: [0.0, 0.0] for name in detectors}
+    for _ in range(rounds):
+        for name, pair in detectors.items():
+            for k, (run, detector) in enumerate(zip((sequential, pipelined), pair)):
+                started = time.perf_counter()
+                done = sum(1 for _ in run(detector, iter(video)))
+                best[name][k] = max(best[name][k], done / (time.perf_counter() - started))
+            if progress:
+                progress()
+    return {name: tuple(value) for name, value in best.items()}
+
+
 _MEMORY_PROBE = """
 import json, resource, sys
 import numpy as np
@@ -231,8 +268,10 @@ def artifact_size(directory: Path, manifest) -> int:
 
 def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECISIONS, sizes=None, threads=(2,),
         runs: int = 100, warmup: int = 10, export_root: str | Path | None = None, calib=None, images=None,
-        ann=None, memory: bool = True, progress=None, log=print) -> list[CellResult]:
-    """Benchmark every cell of the plan; see the module docstring. ``sizes`` default to the model's own."""
+        ann=None, memory: bool = True, progress=None, log=print, mode: str = "latency",
+        u8_input: bool = False) -> list[CellResult]:
+    """Benchmark every cell of the plan; see the module docstring. ``sizes`` default to the model's own.
+    ``u8_input`` exports the cells whose target can take the 8-bit image that way (OpenVINO)."""
     from .evaluate import CocoSet, evaluate
     from .detector import Detector
     from .images import collect_images, read_image
@@ -241,6 +280,8 @@ def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECI
     from .model.zoo import cache_dir
     from .parity import synthetic_images
 
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
     loaded = load(checkpoint, model=model, config=config)
     sizes = sizes or [tuple(loaded.spec.input_size)]
     cells = plan(backends, precisions, sizes, threads)
@@ -263,7 +304,7 @@ def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECI
         folder = None
         if cell.backend != REFERENCE.backend:
             folder, result.accepted = cached_export(export_root, loaded, checkpoint, cell, calib, model, config,
-                                                    images, ann, progress)
+                                                    images, ann, progress, u8_input)
             result.export_dir = str(folder)
             result.size_mb = artifact_size(folder, read_manifest(folder)) / 1e6
             if not result.accepted:
@@ -280,6 +321,20 @@ def run(checkpoint, model=None, config=None, backends=BACKENDS, precisions=PRECI
         result.preprocess_ms, result.inference_ms = _stats(stages["preprocess"]), _stats(stages["inference"])
         result.postprocess_ms, result.total_ms = _stats(stages["postprocess"]), _stats(stages["total"])
         result.gflops_per_s = 2 * macs[result.cell.size] / (result.inference_ms["median"] * 1e-3) / 1e9
+
+    if mode == "throughput":
+        advance = progress("frames per second", THROUGHPUT_ROUNDS * len(results)) if progress else None
+        detectors = {}
+        for result in results:
+            runtime, processing = runners[result.cell]
+            streamed = (open_cell(result.cell, Path(result.export_dir), loaded, streams=result.cell.threads)[0]
+                        if "streams" in _REGISTRY[result.cell.backend].runtime_options else runtime)
+            detectors[result.cell] = tuple(Detector.from_runtime(r, processing, loaded.spec.class_names)
+                                           for r in (runtime, streamed))
+        for cell, (sequential_fps, pipelined_fps) in frames_per_second(detectors, frames, runs,
+                                                                        progress=advance).items():
+            result = next(r for r in results if r.cell == cell)
+            result.fps_sequential, result.fps_pipelined = sequential_fps, pipelined_fps
 
     if coco_set is not None:
         advance = progress("mAP", len(results) * len(frames)) if progress else None

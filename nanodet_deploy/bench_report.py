@@ -29,7 +29,9 @@ def rows(results: list[CellResult]) -> list[dict]:
                     "total_min_ms": r.total_ms["min"], "ratio": r.total_ms["median"] / b if b else None,
                     "infer_vs_fp32": r.inference_ms["median"] / fp32 if fp32 else None,
                     "overhead": overhead, "gflops_per_s": r.gflops_per_s, "size_mb": r.size_mb,
-                    "peak_rss_mb": r.peak_rss_mb, "map": r.map,
+                    "peak_rss_mb": r.peak_rss_mb, "map": r.map, "fps_sequential": r.fps_sequential,
+                    "fps_pipelined": r.fps_pipelined,
+                    "pipelined_x": r.fps_pipelined / r.fps_sequential if r.fps_pipelined and r.fps_sequential else None,
                     "note": r.note})
     return out
 
@@ -41,6 +43,15 @@ COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran
            ("overhead", "pre+post/infer", ".0%"),
            ("gflops_per_s", "GFLOP/s", ".1f"), ("size_mb", "MB", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
            ("map", "mAP", ".4f")]
+# bench --mode throughput adds these
+THROUGHPUT_COLUMNS = [("fps_sequential", "fps seq", ".1f"), ("fps_pipelined", "fps pipelined", ".1f"),
+                      ("pipelined_x", "pipelined x", ".2f")]
+
+
+def columns_of(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """The table's columns: the throughput ones only when they were measured."""
+    measured = any(row["fps_sequential"] is not None for row in rows)
+    return COLUMNS + (THROUGHPUT_COLUMNS if measured else [])
 
 
 def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
@@ -69,7 +80,8 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
+def markdown_table(rows: list[dict], columns=None) -> str:
+    columns = columns or columns_of(rows)
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]

@@ -132,16 +132,18 @@ ExportDir = Annotated[Optional[Path], typer.Option(
 
 
 def _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads, score_thr,
-              unsafe_load, infer_precision=None):
+              unsafe_load, infer_precision=None, streams=None):
     from .detector import Detector
 
     if export is not None:
         if checkpoint or model or config or input_size or keep_ratio is not None:
             raise typer.BadParameter("--export describes the model itself: drop --checkpoint/--model/"
                                      "--config/--input-size/--keep-ratio")
-        return Detector.from_export(export, threads=threads, score_thr=score_thr, infer_precision=infer_precision)
-    if infer_precision:
-        raise typer.BadParameter("--infer-precision applies to --export folders of OpenVINO")
+        return Detector.from_export(export, threads=threads, score_thr=score_thr, infer_precision=infer_precision,
+                                    streams=streams)
+    if infer_precision or streams:
+        raise typer.BadParameter(f"{'--infer-precision' if infer_precision else '--streams'} applies to --export "
+                                 "folders of OpenVINO")
     return Detector(backend=backend, checkpoint=checkpoint, model=model, config=config,
                     input_size=_parse_size(input_size), keep_ratio=keep_ratio, threads=threads,
                     score_thr=score_thr, unsafe_load=unsafe_load)
@@ -169,6 +171,9 @@ def infer(
     = None,
     pipeline: Annotated[bool, typer.Option("--pipeline/--sequential", help="Videos and cameras: overlap "
                                            "pre/postprocessing of neighbouring frames with inference.")] = True,
+    streams: Annotated[Optional[int], typer.Option("--streams", min=1, max=64, help="OpenVINO exports, videos and "
+                                                   "cameras: throughput mode, this many frames inferred at once "
+                                                   "(the threads split between them; 2 on 2 cores).")] = None,
 ):
     """Detect objects in images, videos or camera frames; optionally write the JSON contract (see README) and
     drawn images. Videos and cameras write one JSON line per frame (--json) and an .mp4 with boxes (--save-vis).
@@ -185,7 +190,7 @@ def infer(
         raise UsageError("give images or videos/cameras, not both in one run")
     paths = [] if videos else collect_images(images)
     detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
-                         score_thr, unsafe_load, infer_precision)
+                         score_thr, unsafe_load, infer_precision, streams)
     if videos:
         _infer_videos(detector, videos, json_out, save_vis, max_frames, pipeline)
         return
@@ -542,6 +547,13 @@ def bench(
     ann: Annotated[Optional[Path], typer.Option("--ann", help="COCO instances JSON of --images: mAP.")] = None,
     memory: Annotated[bool, typer.Option("--memory/--no-memory",
                                          help="Peak RSS per configuration (one child process each).")] = True,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="latency: one image at a time, split into pre / inference / post. throughput: also "
+                       "frames per second of --runs frames, sequential and pipelined (streaming.pipelined; "
+                       "OpenVINO in throughput mode, one stream per thread).")] = "latency",
+    u8_input: Annotated[bool, typer.Option(
+        "--u8-input", help="Export the backends that can take the 8-bit image that way (OpenVINO: "
+                           "normalisation in the graph).")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a latency-vs-mAP plot (PNG).")] = None,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table as markdown.")] = None,
@@ -563,6 +575,8 @@ def bench(
         raise typer.BadParameter("--ann needs --images")
     if unsafe_load:
         raise typer.BadParameter("bench loads checkpoints safely only; export with --unsafe-load first")
+    if mode not in bench_lib.MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(bench_lib.MODES)}, got '{mode}'")
     backends = list(bench_lib.BACKENDS) if backend == "all" else [b for b in backend.split(",") if b]
     try:
         sizes = [_parse_size(s) for s in input_size.split(",")] if input_size else None
@@ -574,13 +588,15 @@ def bench(
                                 precisions=[p for p in precision.split(",") if p], sizes=sizes,
                                 threads=thread_counts, runs=runs, warmup=warmup, export_root=export_dir,
                                 calib=calib, images=images, ann=ann, memory=memory,
-                                progress=_progress_factory(bar), log=lambda m: err_console.print(m, markup=False))
+                                progress=_progress_factory(bar), log=lambda m: err_console.print(m, markup=False),
+                                mode=mode, u8_input=u8_input)
     rows = bench_report.rows(results)
     machine = bench_lib.machine()
     console.print(f"nanodet-deploy bench · {bench_lib.machine_line(machine)}", soft_wrap=True, markup=False)
     console.print(f"median of {runs} runs, interleaved; ratio to {' '.join(bench_lib.BASELINE)} of the same size "
                   "and threads", soft_wrap=True)
-    console.print(bench_report.format_table(rows, bench_report.COLUMNS), markup=False, highlight=False, soft_wrap=True)
+    console.print(bench_report.format_table(rows, bench_report.columns_of(rows)), markup=False, highlight=False,
+                  soft_wrap=True)
     for row in rows:
         if row["note"]:
             console.print(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}", soft_wrap=True)
@@ -588,7 +604,8 @@ def bench(
         console.print(line, soft_wrap=True, markup=False)
     if json_out:
         write_text_atomic(json_out, json.dumps({"machine": machine, "machine_line": bench_lib.machine_line(machine),
-                                                "runs": runs, "warmup": warmup,
+                                                "runs": runs, "warmup": warmup, "mode": mode,
+                                                "u8_input": u8_input,
                                                 "checkpoint": str(checkpoint),
                                                 "results": [r.to_dict() for r in results], "rows": rows}, indent=1))
     if markdown_out:

@@ -53,16 +53,17 @@ class Detector:
 
     @classmethod
     def from_export(cls, directory: str | Path, threads: int | None = None, score_thr: float | None = None,
-                    infer_precision: str | None = None) -> "Detector":
+                    infer_precision: str | None = None, streams: int | None = None) -> "Detector":
         """A detector for an export folder: everything it needs is in its ``nanodet.json``.
-        ``infer_precision`` ("f32" / "bf16") applies to OpenVINO exports."""
+        ``infer_precision`` ("f32" / "bf16") and ``streams`` (throughput mode: that many frames inferred at
+        once by ``streaming.pipelined``) apply to OpenVINO exports."""
         from dataclasses import replace
 
         from .manifest import read_manifest
 
         directory = Path(directory)
         manifest = read_manifest(directory)
-        runtime = open_export(directory, manifest, threads=threads, infer_precision=infer_precision)
+        runtime = open_export(directory, manifest, threads=threads, infer_precision=infer_precision, streams=streams)
         processing = manifest.processing_config()
         if score_thr is not None:
             processing = replace(processing, score_thr=score_thr)

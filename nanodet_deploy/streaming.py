@@ -1,7 +1,8 @@
 """Video files and cameras: frames in, (frame, detections) out, in order — sequentially or pipelined.
 
-``pipelined`` overlaps the three stages of consecutive frames: a thread preprocesses frame n+1 and another
-postprocesses frame n-1 while the caller's thread runs inference on frame n. OpenCV, numpy and every runtime
+``pipelined`` overlaps the three stages of consecutive frames: one thread preprocesses frame n+1, one runs
+inference on frame n (several frames at once where the runtime has an async queue: OpenVINO with ``streams``),
+one postprocesses frame n-1. OpenCV, numpy and every runtime
 release the GIL in their kernels, so the stages really run at once; the detections are the ones
 ``Detector(image)`` gives, frame by frame (tests/test_streaming.py checks it).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -77,12 +79,14 @@ _DONE = object()
 
 def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Detections]]:
     """The same results as ``sequential``, with preprocessing of the next frame and postprocessing of the
-    previous one running while the current one is inferred. An exception in any stage is raised here."""
+    previous one running while the current one is inferred; a runtime with ``run_stream`` (OpenVINO's
+    AsyncInferQueue) keeps several frames in inference at once. An exception in any stage is raised here."""
     prepared: queue.Queue = queue.Queue(QUEUE_DEPTH)
     inferred: queue.Queue = queue.Queue(QUEUE_DEPTH)
     finished: queue.Queue = queue.Queue(QUEUE_DEPTH)
     stop = threading.Event()
-    input_format = input_format_of(detector.runtime)
+    runtime = detector.runtime
+    input_format = input_format_of(runtime)
 
     def put(target: queue.Queue, item) -> bool:
         while not stop.is_set():
@@ -92,6 +96,14 @@ def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarr
             except queue.Full:
                 continue
         return False
+
+    def get(source: queue.Queue):
+        while not stop.is_set():
+            try:
+                return source.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _DONE
 
     def prepare():
         try:
@@ -107,9 +119,33 @@ def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarr
         if close:
             close()
 
+    def infer():
+        waiting: deque = deque()  # (frame, matrix) of the tensors handed to the runtime, in order
+        ending = [_DONE]
+
+        def tensors():
+            while True:
+                item = get(prepared)
+                if item is _DONE or isinstance(item, BaseException):
+                    ending[0] = item
+                    return
+                frame, tensor, matrix = item
+                waiting.append((frame, matrix))
+                yield tensor
+
+        try:
+            outputs = runtime.run_stream(tensors()) if hasattr(runtime, "run_stream") else map(runtime.run, tensors())
+            for raw in outputs:
+                frame, matrix = waiting.popleft()
+                if not put(inferred, (frame, raw[0], matrix)):
+                    return
+            put(inferred, ending[0])
+        except BaseException as error:
+            put(inferred, error)
+
     def finish():
         while True:
-            item = inferred.get()
+            item = get(inferred)
             if item is _DONE or isinstance(item, BaseException):
                 put(finished, item)
                 return
@@ -122,37 +158,19 @@ def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarr
             if not put(finished, (frame, detections)):
                 return
 
-    workers = [threading.Thread(target=prepare, daemon=True, name="nanodet-pre"),
-               threading.Thread(target=finish, daemon=True, name="nanodet-post")]
+    workers = [threading.Thread(target=stage, daemon=True, name=f"nanodet-{stage.__name__}")
+               for stage in (prepare, infer, finish)]
     for worker in workers:
         worker.start()
-    pending = 0   # frames inferred whose detections were not yet yielded
-    source_done = False
     try:
         while True:
-            # infer while the post stage has room; collect what it finished
-            if not source_done and pending < QUEUE_DEPTH:
-                item = prepared.get()
-                if item is _DONE or isinstance(item, BaseException):
-                    source_done = True
-                    put(inferred, item)
-                    continue
-                frame, tensor, matrix = item
-                put(inferred, (frame, detector.runtime.run(tensor)[0], matrix))
-                pending += 1
-                continue
             result = finished.get()
             if result is _DONE:
                 return
             if isinstance(result, BaseException):
                 raise result
-            pending -= 1
             yield result
     finally:
         stop.set()
-        try:  # wakes the post stage if it waits for work that will not come (the consumer stopped early)
-            inferred.put_nowait(_DONE)
-        except queue.Full:
-            pass
         for worker in workers:
             worker.join(timeout=5)

@@ -67,7 +67,7 @@ TARGETS = {t.name: t for t in (
            colour="tab:blue", description="ONNX Runtime"),
     Target("openvino", "openvino", "openvino.OpenVinoRuntime", "openvino", "openvino", converter="openvino",
            precisions=("fp32", "fp16", "int8"), options=_ONNX_OPTIONS | {"calib_method", "keep_float", "u8_input"},
-           runtime_options=frozenset({"infer_precision"}), execution_modes=("bf16",), colour="tab:purple",
+           runtime_options=frozenset({"infer_precision", "streams"}), execution_modes=("bf16",), colour="tab:purple",
            description="OpenVINO IR; INT8 from the shared recipe or NNCF"),
     Target("mnn", "mnn", "mnn.MnnRuntime", "MNN", "mnn", converter="mnn",
            precisions=("fp32", "fp16", "int8", "weight-int8"), options=_ONNX_OPTIONS | {"calib_method", "keep_float"},

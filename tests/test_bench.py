@@ -66,8 +66,24 @@ def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == exported  # nothing converted
 
 
+def test_bench_throughput_mode_with_u8_input(tmp_path):
+    """--mode throughput adds sequential and pipelined frames per second; --u8-input exports OpenVINO that way."""
+    result = run_cli("bench", "--backend", "openvino", "--precision", "fp32", "--mode", "throughput", "--u8-input",
+                     "--runs", "6", "--warmup", "1", "--no-memory", "--checkpoint", weights(320), "--images",
+                     VAL_IMAGES, "--export-dir", tmp_path / "cache", "--json", tmp_path / "b.json")
+    assert result.returncode == 0, result.stderr
+    assert "fps pipelined" in result.stdout
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["mode"] == "throughput" and report["u8_input"] is True
+    (row,) = report["results"]
+    assert row["fps_sequential"] > 0 and row["fps_pipelined"] > 0
+    assert json.loads((Path(row["export_dir"]) / "nanodet.json").read_text())["input_format"] == "bgr8-nhwc"
+
+
 def test_bench_usage_errors(tmp_path):
     result = run_cli("bench", "--backend", "tensorrt", "--checkpoint", weights(320))
     assert result.returncode == 2 and "unknown backend 'tensorrt'" in result.stderr
     result = run_cli("bench", "--precision", "int4", "--checkpoint", weights(320))
     assert result.returncode == 2 and "unknown precision 'int4'" in result.stderr
+    result = run_cli("bench", "--mode", "fastest", "--checkpoint", weights(320))
+    assert result.returncode == 2 and "--mode must be one of latency, throughput" in result.stderr
