@@ -234,7 +234,9 @@ if c.backend == REFERENCE.backend:  # imported only here: torch alone is most of
     from nanodet_deploy.model import load
     loaded = load(cell["checkpoint"], model=cell["model"], config=cell["config"])
 runtime, processing = open_cell(c, Path(cell["folder"]) if cell["folder"] else None, loaded)
-tensor = np.random.default_rng(0).standard_normal((1, 3, c.size[1], c.size[0])).astype(np.float32)
+from nanodet_deploy.processing import input_format_of, preprocess
+image = np.random.default_rng(0).integers(0, 256, (c.size[1], c.size[0], 3), dtype=np.uint8)
+tensor, _ = preprocess(image, processing, input_format_of(runtime))  # the input the runtime takes
 for _ in range({runs}):
     runtime.run(tensor)
 # VmHWM: this process image's peak. ru_maxrss would not do: Linux hands a forked child its parent's peak
