@@ -50,7 +50,7 @@ THROUGHPUT_COLUMNS = [("fps_sequential", "fps seq", ".1f"), ("fps_pipelined", "f
 
 def columns_of(rows: list[dict]) -> list[tuple[str, str, str]]:
     """The table's columns: the throughput ones only when they were measured."""
-    measured = any(row["fps_sequential"] is not None for row in rows)
+    measured = any(row.get("fps_sequential") is not None for row in rows)
     return COLUMNS + (THROUGHPUT_COLUMNS if measured else [])
 
 
@@ -89,6 +89,18 @@ def markdown_table(rows: list[dict], columns=None) -> str:
 
 
 def plot(rows: list[dict], path: Path, title: str = "") -> None:
+    """``plot_figure`` written to ``path`` (PNG, or the format its suffix names)."""
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_path
+
+    fig = plot_figure(rows, title)
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def plot_figure(rows: list[dict], title: str = ""):
     """Latency (end to end, median) against mAP: colour per backend, marker per precision. The mAP axis spans
     the artifacts that meet their budget; one far below (rejected) is drawn at the bottom edge and labelled
     with its value."""
@@ -96,8 +108,6 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .files import atomic_path
 
     colours = {backend: row.colour for backend, row in BACKENDS.items()}
     markers = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D"}
@@ -125,6 +135,4 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
     ax.set_title(title or "nanodet-deploy bench")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
-    plt.close(fig)
+    return fig

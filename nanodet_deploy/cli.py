@@ -124,6 +124,9 @@ UnsafeLoad = Annotated[bool, typer.Option(
                           "only for files you trust.")]
 
 
+HtmlReport = Annotated[bool, typer.Option(
+    "--report/--no-report", help="Write report.html beside the JSON: one self-contained page (verdict, errors, "
+                                 "the images where the boxes differ; for bench the table and plots).")]
 InferPrecision = Annotated[Optional[str], typer.Option(
     "--infer-precision", help="OpenVINO: f32 (default, exact) or bf16 (faster on CPUs with AVX-512 BF16).")]
 ExportDir = Annotated[Optional[Path], typer.Option(
@@ -425,6 +428,7 @@ def export(
     android: Annotated[Optional[Path], typer.Option(
         "--android", help="ncnn: also put the accepted export into this Android demo project's assets "
                           "(e.g. android_demo).")] = None,
+    html_report: HtmlReport = True,
 ):
     """Export a checkpoint (ONNX Runtime, OpenVINO, MNN or ncnn; FP32, FP16 or INT8), write nanodet.json, and
     gate it against PyTorch.
@@ -452,7 +456,7 @@ def export(
                             dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
                             infer_precision=infer_precision, unsafe_load=unsafe_load, u8_input=u8_input,
-                            progress=_progress_factory(bar))
+                            progress=_progress_factory(bar), html_report=html_report)
     console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {result.summary}, execution "
                   f"{result.report.runtime_precision}", soft_wrap=True)
     console.print(_parity_table([result.report]))
@@ -498,7 +502,7 @@ def verify(
         "--checkpoint", "-c", help="The reference checkpoint; default: the one the export recorded "
                                    "(its sha256 must match).")] = None,
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
-    threads: Threads = None, infer_precision: InferPrecision = None,
+    threads: Threads = None, infer_precision: InferPrecision = None, html_report: HtmlReport = True,
 ):
     """Run the parity gate on exports again. Writes parity.json; an artifact over budget is moved to
     DIR/rejected/ and the command exits 1 (with --infer-precision, a failure of that execution mode exits 1
@@ -510,7 +514,8 @@ def verify(
     with _progress() as bar:
         results = run_verify(directory, images=images, ann=ann, checkpoint=checkpoint,
                              budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
-                             progress=_progress_factory(bar), infer_precision=infer_precision)
+                             progress=_progress_factory(bar), infer_precision=infer_precision,
+                             html_report=html_report)
     console.print(_parity_table([r.report for r in results]))
     rejected = [str(r.moved_to) for r in results if r.moved_to]
     failed = [str(r.folder) for r in results if not r.report.passed]
@@ -557,7 +562,7 @@ def bench(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a latency-vs-mAP plot (PNG).")] = None,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table as markdown.")] = None,
-    unsafe_load: UnsafeLoad = False,
+    unsafe_load: UnsafeLoad = False, html_report: HtmlReport = True,
 ):
     """Latency (preprocess / inference / decode+NMS), size, peak memory, GFLOP/s and mAP per backend and
     precision, every configuration timed interleaved with the others in one run.
@@ -608,12 +613,34 @@ def bench(
                                                 "u8_input": u8_input,
                                                 "checkpoint": str(checkpoint),
                                                 "results": [r.to_dict() for r in results], "rows": rows}, indent=1))
+    if json_out and html_report:
+        from .report import bench_report as write_bench_report
+
+        console.print(f"report: {write_bench_report(json_out)}", soft_wrap=True, markup=False)
     if markdown_out:
         write_text_atomic(markdown_out, f"{bench_lib.machine_line(machine)}\n\n" + bench_report.markdown_table(rows)
                           + "\n")
     if plot_out:
         bench_report.plot(rows, plot_out, title=f"nanodet-deploy bench · {machine['cpu']} · "
                           + " ".join(machine["isa"]))
+
+
+@app.command()
+@_one_line_errors
+def report(
+    result: Annotated[Path, typer.Argument(help="An export folder (its parity.json), a parity.json, or the JSON "
+                                                "of `bench --json`.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Where to write the page; default report.html beside parity.json, or the bench "
+                            "JSON's name with .html.")] = None,
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", help="The folder of the images the gate ran on: the image strip shows pictures only from "
+                         "here (a JSON file is not trusted to name files to read).")] = None,
+):
+    """Rebuild the HTML report of an export, verify or bench run from the JSON it wrote."""
+    from .report import build
+
+    console.print(f"report: {build(result, out, images)}", soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from .parity import Budgets, ParityReport, compare, synthetic_images, write_repo
 from .processing import FLOAT_NCHW
 
 PARITY_NAME = "parity.json"
+REPORT_NAME = "report.html"  # nanodet_deploy.report writes it beside parity.json
 REJECTED_DIR = "rejected"
 
 
@@ -46,7 +47,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
            infer_precision: str | None = None, unsafe_load: bool = False, u8_input: bool = False,
-           progress=None) -> ExportResult:
+           progress=None, html_report: bool = True) -> ExportResult:
     """Export ``checkpoint`` to target ``to`` (a name in ``nanodet_deploy.targets.TARGETS``) in ``precision``
     under ``out`` and gate it against PyTorch.
 
@@ -57,6 +58,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``u8_input`` (OpenVINO)
     puts the normalisation into the model: it takes the warped 8-bit image (manifest ``input_format``).
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
+    ``html_report`` writes ``report.html`` (nanodet_deploy.report) beside ``parity.json``.
     """
     from .converters.calibration import calibration_images, check_keep_float
     from .model import load
@@ -110,6 +112,11 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
             report.inputs = "calibration images"
         report.artifact = str(out if report.passed else out / REJECTED_DIR)  # where it is about to go
         write_report(staging / PARITY_NAME, [report], budgets)
+        if html_report:
+            from .report import parity_report
+
+            parity_report(staging / PARITY_NAME, images=calib_paths if on_calibration else verify_images,
+                          label=report.artifact)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
         return ExportResult(directory, manifest, report, conversion, converter.describe(conversion))
     finally:
@@ -194,7 +201,7 @@ def _publish(staging: Path, out: Path) -> Path:
     for path in staged:
         path.replace(out / path.name)
     (staging / MANIFEST_NAME).replace(out / MANIFEST_NAME)
-    for name in set(previous) - {p.name for p in staged} - {MANIFEST_NAME, PARITY_NAME, REJECTED_DIR}:
+    for name in set(previous) - {p.name for p in staged} - {MANIFEST_NAME, PARITY_NAME, REPORT_NAME, REJECTED_DIR}:
         if is_plain_name(name):
             (out / name).unlink(missing_ok=True)
     return out
@@ -214,7 +221,7 @@ def reject_in_place(directory: Path) -> Path:
     rejected = directory / REJECTED_DIR
     _clear(rejected)
     rejected.mkdir()
-    for name in [*manifest.files.values(), MANIFEST_NAME, PARITY_NAME]:
+    for name in [*manifest.files.values(), MANIFEST_NAME, PARITY_NAME, REPORT_NAME]:
         if (directory / name).exists() or (directory / name).is_symlink():
             (directory / name).replace(rejected / name)
     return rejected
@@ -260,7 +267,8 @@ class VerifyResult:
 
 
 def verify(directory: str | Path, images=None, ann=None, checkpoint=None, budgets: Budgets | None = None,
-           threads: int | None = None, progress=None, infer_precision: str | None = None) -> list[VerifyResult]:
+           threads: int | None = None, progress=None, infer_precision: str | None = None,
+           html_report: bool = True) -> list[VerifyResult]:
     """The parity gate again on an export folder (or every export folder inside ``directory``), with its policy:
     each report is written to ``parity.json``; an artifact over budget is moved to ``FOLDER/rejected/`` (its
     parity.json with it) — except under a chosen ``infer_precision``, whose failure is the execution mode's, not
@@ -271,6 +279,10 @@ def verify(directory: str | Path, images=None, ann=None, checkpoint=None, budget
                                          infer_precision=infer_precision):
         moved = None if report.passed or infer_precision else reject_in_place(folder)
         write_report((moved or folder) / PARITY_NAME, [report], budgets)
+        if html_report:
+            from .report import parity_report
+
+            parity_report((moved or folder) / PARITY_NAME, images=images, label=str(moved or folder))
         results.append(VerifyResult(folder, report, moved))
     return results
 

@@ -19,6 +19,7 @@ from .processing import (FLOAT_NCHW, Detections, ProcessingConfig, input_format_
 AGREEMENT_MIN_SCORE = 0.3
 AGREEMENT_MIN_IOU = 0.9
 SYNTHETIC_INPUTS = 8  # when no images are given: seeded noise images, tensor errors only
+DIFFERING_IMAGES = 6  # images kept where the artifact's detections differ most from PyTorch's (the report's strip)
 
 
 @dataclass
@@ -74,6 +75,8 @@ class ParityReport:
     map_drop_by_class: list[dict] | None = None  # the classes that lost the most, against annotations
     map_drop_interval: list[float] | None = None  # 90% paired bootstrap interval over images, against annotations
     agreement_interval: list[float] | None = None  # 90% bootstrap interval over images
+    # the images where the detections >= AGREEMENT_MIN_SCORE differ most: both sides' boxes, the unmatched marked
+    differing_images: list[dict] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)
     passed: bool = True
 
@@ -159,8 +162,9 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
     score_cos, dist_cos = _Cosine(), _Cosine()
     score_err = dist_err = 0.0
     nonfinite = 0
-    ref_dets, art_dets = [], []
+    ref_dets, art_dets, sources, image_errors = [], [], [], []
     for image in images:
+        sources.append(None if isinstance(image, np.ndarray) else str(image))
         image = read_image(image) if not isinstance(image, np.ndarray) else image
         # an export that normalises in its graph gets the 8-bit image (its own input path is what is measured);
         # the reference, that image normalised: one warp for both
@@ -168,7 +172,8 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
         tensor = art_input if input_format_of(artifact) == FLOAT_NCHW else normalise(art_input[0], processing)
         ref_raw, art_raw = reference.run(tensor)[0], artifact.run(art_input)[0]
         nonfinite += int((~np.isfinite(ref_raw)).sum() + (~np.isfinite(art_raw)).sum())
-        score_err = max(score_err, _max_abs(ref_raw[:, :c] - art_raw[:, :c]))
+        image_errors.append(_max_abs(ref_raw[:, :c] - art_raw[:, :c]))
+        score_err = max(score_err, image_errors[-1])
         dist_err = max(dist_err, _max_abs(ref_raw[:, c:] - art_raw[:, c:]))
         score_cos.add(ref_raw[:, :c], art_raw[:, :c])
         dist_cos.add(ref_raw[:, c:], art_raw[:, c:])
@@ -187,6 +192,7 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
         return report
     from .evaluate import bootstrap_counts, interval_of, paired_bootstrap
 
+    report.differing_images = differing_images(ref_dets, art_dets, sources, image_errors)
     per_image = np.array([agreement_counts(ref, art) for ref, art in zip(ref_dets, art_dets)], np.float64)
     matched, total = per_image.sum(axis=0) if len(per_image) else (0, 0)
     report.reference_detections = int(total)
@@ -210,6 +216,33 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
     if report.map_reference is not None:
         report.map_drop = report.map_reference - report.map_artifact
     return report
+
+
+def differing_images(reference: list[Detections], artifact: list[Detections], sources: list[str | None],
+                     score_errors: list[float], count: int = DIFFERING_IMAGES) -> list[dict]:
+    """The ``count`` images whose detections >= AGREEMENT_MIN_SCORE differ most between PyTorch and the
+    artifact (boxes of one side that the other lacks at the same label and IoU >= AGREEMENT_MIN_IOU; ties: the
+    larger score error), with both sides' boxes and which are unmatched. Images without any difference are
+    left out."""
+    def side(dets: Detections, other: Detections) -> list[dict]:
+        keep = dets.scores >= AGREEMENT_MIN_SCORE
+        other_keep = other.scores >= AGREEMENT_MIN_SCORE
+        missing = unmatched_mask(dets.boxes[keep], dets.scores[keep], dets.labels[keep], other.boxes[other_keep],
+                                 other.scores[other_keep], other.labels[other_keep], AGREEMENT_MIN_IOU)
+        return [{"label": int(label), "score": round(float(score), 4), "box": [round(float(v), 1) for v in box],
+                 "matched": not bool(m)}
+                for box, score, label, m in zip(dets.boxes[keep], dets.scores[keep], dets.labels[keep], missing)]
+
+    found = []
+    for index, (ref, art) in enumerate(zip(reference, artifact)):
+        ref_side, art_side = side(ref, art), side(art, ref)
+        differences = sum(not d["matched"] for d in ref_side + art_side)
+        if differences:
+            found.append({"index": index, "image": sources[index], "width": ref.image_size[0],
+                          "height": ref.image_size[1], "differences": differences,
+                          "score_max_abs": score_errors[index], "reference": ref_side, "artifact": art_side})
+    found.sort(key=lambda d: (-d["differences"], -d["score_max_abs"], d["index"]))
+    return found[:count]
 
 
 def class_losses(reference: dict[int, dict], artifact: dict[int, dict], top: int = 5) -> list[dict]:

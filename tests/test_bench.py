@@ -56,6 +56,11 @@ def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
     for flag, name in (("avx2", "AVX2"), ("avx512_vnni", "AVX512-VNNI"), ("avx512_bf16", "AVX512-BF16")):
         assert (f" {flag} " in cpuinfo.replace("\n", " ")) == (f" {name}" in line.split(" (no")[0]), name
     assert (tmp_path / "b.md").read_text().startswith(line + "\n\n| backend |")
+    # the page beside the JSON: the machine line, the table, the stage split, the plot inline; no paths of the
+    # cache folder the tool chose, no URLs (tests/test_report.py opens such pages in Chromium)
+    page = (tmp_path / "b.html").read_text()
+    assert line.split(" · ")[0] in page and "Where the time goes" in page and 'src="data:image/png;base64,' in page
+    assert str(cache) not in page and "http" not in page
     assert " ".join(line.split()) in " ".join(first.stdout.split())
     assert "onnxruntime" in first.stdout and "torch" in first.stdout
 
@@ -78,6 +83,10 @@ def test_bench_throughput_mode_with_u8_input(tmp_path):
     (row,) = report["results"]
     assert row["fps_sequential"] > 0 and row["fps_pipelined"] > 0
     assert json.loads((Path(row["export_dir"]) / "nanodet.json").read_text())["input_format"] == "bgr8-nhwc"
+    from .test_report import chromium  # the bench page in a real browser: it loads, the scripts run
+
+    dom = chromium("--dump-dom", (tmp_path / "b.html").as_uri())
+    assert 'data-rendered="yes"' in dom.stdout and "data-js-errors" not in dom.stdout and "fps pipelined" in dom.stdout
 
 
 def test_bench_usage_errors(tmp_path):

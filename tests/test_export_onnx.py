@@ -146,6 +146,8 @@ def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):
     result = run_cli("verify", folder, "--images", VAL_IMAGES)
     assert result.returncode == 1, result.stdout + result.stderr
     assert not (folder / MANIFEST_NAME).exists() and (folder / "rejected" / "model.onnx").is_file()
+    page = (folder / "rejected" / "report.html").read_text()  # verify's page beside its parity.json
+    assert 'data-verdict="fail"' in page and "OVER BUDGET" in page and '<div class="pair"' in page
     with pytest.raises(ManifestError, match="rejected"):
         Detector.from_export(folder)
     again = run_cli("verify", fp32_416, "--images", VAL_IMAGES)
