@@ -41,7 +41,8 @@ def test_fp32_reproduces_official_detections(fp32_416, tmp_path):
     assert report["passed"] and report["agreement"] == 1.0 and report["score_max_abs"] <= 1e-4
     manifest = json.loads((fp32_416 / MANIFEST_NAME).read_text())
     assert manifest["backend"] == "ncnn" and manifest["files"] == {"model": "model.param", "weights": "model.bin"}
-    assert sorted(p.name for p in fp32_416.iterdir()) == ["model.bin", "model.param", MANIFEST_NAME, "parity.json"]
+    assert sorted(p.name for p in fp32_416.iterdir()) == ["model.bin", "model.param", MANIFEST_NAME, "parity.json",
+                                                          "report.html"]
     assert_infer_reproduces_official(fp32_416, tmp_path)
 
 
