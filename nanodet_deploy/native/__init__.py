@@ -40,7 +40,10 @@ def _library():
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = _HERE / f"_nanodet_core{suffix}"
         if path.is_file():
-            library = ctypes.CDLL(str(path))
+            try:
+                library = ctypes.CDLL(str(path))
+            except OSError:  # built for another interpreter or machine: the numpy implementation runs
+                return None
             library.nd_normalise.restype = None
             library.nd_normalise.argtypes = [ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(Config),
                                              ctypes.POINTER(ctypes.c_float)]
