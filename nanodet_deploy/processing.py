@@ -13,7 +13,8 @@ no torch). It follows the official NanoDet val pipeline and post-process exactly
 
 The normalisation and everything after inference also exist in C++ (android_demo/core, the Android app's
 code): when the install built it (nanodet_deploy.native), ``normalise`` and ``postprocess`` run it — the same
-numbers, ~10x and ~6x faster — and the numpy versions below stay the reference implementation.
+numbers, ~4x and ~5x faster at 416 (0.34-0.49 vs 1.2-2.1 ms; 0.50-0.63 vs 2.5-3.4 ms per val-dev image) — and
+the numpy versions below stay the reference implementation.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def preprocess(image: np.ndarray, cfg: ProcessingConfig,
 
 def normalise(warped: np.ndarray, cfg: ProcessingConfig) -> np.ndarray:
     """The warped H x W x 3 uint8 BGR image -> the float32 tensor [1, 3, H, W] (native when built: the same
-    table in C++, 0.2 ms instead of 2.2 ms at 416 — benchmarks/decode_nms.py)."""
+    table in C++, 0.34-0.49 ms instead of 1.2-2.1 ms at 416, medians over val-dev in repeated runs)."""
     if native.available() and warped.shape == (cfg.input_size[1], cfg.input_size[0], 3):
         return native.normalise(warped, cfg)
     return normalise_numpy(warped, cfg)
