@@ -1,9 +1,10 @@
-"""The ONE copy of pre- and post-processing that every runtime, the CLI and the tests use (numpy + OpenCV,
+"""The ONE copy of pre- and post-processing that every runtime, the CLI and the tests use (numpy, no OpenCV,
 no torch). It follows the official NanoDet val pipeline and post-process exactly:
 
-- resize by ``cv2.warpPerspective`` with a pure scale matrix (stretch) or a centred letterbox (keep_ratio);
-  it samples pixels differently from ``cv2.resize``, and parity depends on it. The matrix is affine, and
-  ``cv2.warpAffine`` with its 2x3 part gives the very same pixels in about half the time (``warp_image``);
+- resize by NanoDet's ``cv2.warpPerspective`` with a pure scale matrix (stretch) or a centred letterbox
+  (keep_ratio); it samples pixels differently from ``cv2.resize``, and parity depends on it. The warp is ours
+  (``warp``): OpenCV 5.0's float32 bilinear kernel bit for bit, in C++ and numpy, so the pixels — and the boxes —
+  do not depend on the installed OpenCV, which only decodes images and videos and draws;
 - normalise BGR with mean/std; CHW float32;
 - decode: softmax over reg_max+1 bins, integral, distances x stride from centre priors at (x*s, y*s), boxes
   clamped to the network input (W, H);
@@ -11,10 +12,10 @@ no torch). It follows the official NanoDet val pipeline and post-process exactly
   IoU > iou_thr (no "+1" in areas, float32 like torchvision's), the max_dets best kept;
 - boxes mapped back through the inverse warp matrix and clipped to the original image.
 
-The normalisation and everything after inference also exist in C++ (android_demo/core, the Android app's
-code): when the install built it (nanodet_deploy.native), ``normalise`` and ``postprocess`` run it — the same
-numbers, ~4x and ~5x faster at 416 (0.34-0.49 vs 1.2-2.1 ms; 0.50-0.63 vs 2.5-3.4 ms per val-dev image) — and
-the numpy versions below stay the reference implementation.
+The warp, the normalisation and everything after inference also exist in C++ (android_demo/core, the Android
+app's code): when the install built it (nanodet_deploy.native), ``warp``, ``normalise`` and ``postprocess`` run
+it — the same numbers, faster (benchmarks/preprocess.py; decode+NMS ~5x: 0.50-0.63 vs 2.5-3.4 ms per val-dev
+image at 416) — and the numpy versions below stay the reference implementation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from nanodet_deploy import native
@@ -87,18 +87,18 @@ class Detections:
 # ---------------------------------------------------------------- preprocessing
 
 def warp_matrix(src_size: tuple[int, int], dst_size: tuple[int, int], keep_ratio: bool) -> np.ndarray:
-    """NanoDet's ``get_resize_matrix``: (w, h) of the image -> (W, H) of the network input, float64 3x3."""
+    """NanoDet's ``get_resize_matrix``: (w, h) of the image -> (W, H) of the network input, float64 3x3.
+
+    Written out rather than as NanoDet's product of three matrices: the same numbers as the C++ core's
+    ``resize_matrix`` on every machine (numpy's ``@`` goes through BLAS, which fuses multiply-adds on some CPUs
+    and not on others)."""
     (w, h), (dw, dh) = src_size, dst_size
-    scale = np.eye(3)
     if not keep_ratio:
-        scale[0, 0], scale[1, 1] = dw / w, dh / h
-        return scale
+        return np.array([[dw / w, 0, 0], [0, dh / h, 0], [0, 0, 1]], np.float64)
     ratio = dh / h if w / h < dw / dh else dw / w
-    center, shift = np.eye(3), np.eye(3)
-    center[0, 2], center[1, 2] = -w / 2, -h / 2
-    scale[0, 0] = scale[1, 1] = ratio
-    shift[0, 2], shift[1, 2] = 0.5 * dw, 0.5 * dh
-    return shift @ scale @ center
+    # shift @ scale @ center, entry by entry as nanodet_core.cpp multiplies them
+    return np.array([[ratio, 0, ratio * (-w / 2) + 0.5 * dw], [0, ratio, ratio * (-h / 2) + 0.5 * dh], [0, 0, 1]],
+                    np.float64)
 
 
 def as_bgr8(image: np.ndarray) -> np.ndarray:
@@ -108,22 +108,105 @@ def as_bgr8(image: np.ndarray) -> np.ndarray:
     elif image.dtype != np.uint8:
         raise ValueError(f"image dtype {image.dtype} is not supported (uint8 or uint16 BGR)")
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return image[:, :, :3]
     if image.ndim == 3 and image.shape[2] == 3:
         return image
     raise ValueError(f"image of shape {image.shape} is not an H x W (x 1/3/4) image")
 
 
-def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The official ``cv2.warpPerspective(image, matrix, size)`` (bilinear, black border), computed by
-    ``cv2.warpAffine`` when the matrix is affine (always, for ``warp_matrix``'s). Measured on the 79 val-dev
-    images and random ones, stretch and letterbox, several sizes: bit-identical, 0.5x the time (OpenCV 5 runs
-    both through the same float32 kernel; tests/test_processing.py checks it)."""
-    if matrix[2, 0] == 0 and matrix[2, 1] == 0 and matrix[2, 2] == 1:
-        return cv2.warpAffine(image, matrix[:2], dsize=tuple(size))
-    return cv2.warpPerspective(image, matrix, dsize=tuple(size))
+def warp(image: np.ndarray, cfg: ProcessingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Any OpenCV-style image -> (its pixels at the network input, BGR8 [H, W, 3]; the warp matrix image->input).
+
+    The official ``cv2.warpPerspective`` (bilinear, black border) as OpenCV 5.0 computes it on x86, owned here so
+    that the pixels do not depend on the installed OpenCV (5.1 moves 0.04 % of the values by one grey level, which
+    moves scores by ~5e-5 and decides which box is the 100th). Runs the C++ core's warp (nanodet_deploy.native,
+    vectorised) when built, else ``warp_numpy``; both equal OpenCV 5.0.0.93's output on every val-dev and
+    fidelity image (tests/test_processing.py, hashes saved in tests/fixtures)."""
+    image = _image_of(image)
+    if native.available():
+        return native.warp(image, cfg)
+    return warp_numpy(image, cfg)
+
+
+def _image_of(image: np.ndarray) -> np.ndarray:
+    image = as_bgr8(image)
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image of shape {image.shape} has no pixels")
+    return image
+
+
+def warp_numpy(image: np.ndarray, cfg: ProcessingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``warp`` in numpy (the implementation without the native library; ~25x slower, see WARP_NUMPY_MS).
+
+    OpenCV 5.0's float32 bilinear kernel, step for step as android_demo/core/nanodet_core.cpp's ``warp``: the
+    inverse matrix in float32; a resize matrix only scales and shifts, so the source x of an output pixel is
+    fma(m0, x, m2) and its source y is y * m4 + m5 (float32, unfused); floor, weight = coordinate - floor;
+    neighbours outside the image are black; top = fma(wx, right - left, left) on the two source rows, then
+    fma(wy, bottom - top, top), rounded half to even and saturated to 0..255."""
+    h, w = image.shape[:2]
+    width, height = cfg.input_size
+    matrix = warp_matrix((w, h), cfg.input_size, cfg.keep_ratio)
+    inverse = _inverse3(matrix).astype(np.float32)
+    x_first, x_weight = _taps(_fma32(inverse[0, 0], np.arange(width, dtype=np.float32), inverse[0, 2]), w)
+    y_first, y_weight = _taps(np.arange(height, dtype=np.float32) * inverse[1, 1] + inverse[1, 2], h)
+    padded = np.zeros((h + 2, w + 2, 3), np.float32)  # one black pixel around the image: index -1 and w / h
+    padded[1:-1, 1:-1] = image
+
+    def row_pairs(rows):  # (left, right) neighbours of every output column on these source rows
+        rows = padded[rows + 1]
+        return rows[:, x_first[0] + 1], rows[:, x_first[1] + 1]
+
+    (top_left, top_right), (bottom_left, bottom_right) = row_pairs(y_first[0]), row_pairs(y_first[1])
+    weight = x_weight[None, :, None]
+    top = _fma32(weight, top_right - top_left, top_left)
+    bottom = _fma32(weight, bottom_right - bottom_left, bottom_left)
+    value = _fma32(y_weight[:, None, None], bottom - top, top)
+    return np.clip(np.rint(value), 0, 255).astype(np.uint8), matrix
+
+
+
+def _taps(coordinates: np.ndarray, size: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Float32 sample coordinates -> ((first, second) neighbour index, each clamped to -1..size, where -1 and
+    size are the black border), the second neighbour's weight."""
+    first = np.floor(coordinates)
+    weight = coordinates - first
+    first = first.astype(np.int64)
+    return (np.clip(first, -1, size), np.clip(first + 1, -1, size)), weight
+
+
+def _inverse3(m: np.ndarray) -> np.ndarray:
+    """cv::invert's closed form for 3x3 (the adjugate times 1/det), as nanodet_core.cpp's ``inverse``: OpenCV's
+    warp inverts its matrix this way, and float32(inverse) is what its kernel samples with."""
+    m = [float(v) for v in np.asarray(m, np.float64).ravel()]
+    det = (m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
+           + m[2] * (m[3] * m[7] - m[4] * m[6]))
+    d = 1.0 / det if det != 0 else 0.0
+    return np.array([(m[4] * m[8] - m[5] * m[7]) * d, (m[2] * m[7] - m[1] * m[8]) * d, (m[1] * m[5] - m[2] * m[4]) * d,
+                     (m[5] * m[6] - m[3] * m[8]) * d, (m[0] * m[8] - m[2] * m[6]) * d, (m[2] * m[3] - m[0] * m[5]) * d,
+                     (m[3] * m[7] - m[4] * m[6]) * d, (m[1] * m[6] - m[0] * m[7]) * d, (m[0] * m[4] - m[1] * m[3]) * d],
+                    np.float64).reshape(3, 3)
+
+
+def _fma32(a, b, c) -> np.ndarray:
+    """float32 fused multiply-add: a * b + c rounded once (IEEE fmaf), for float32 inputs, in numpy.
+
+    The product of two float32 is exact in float64; the float64 sum is not always, and rounding it to float32
+    rounds twice. That differs from rounding once only where the float64 sum lands exactly halfway between two
+    float32 neighbours while the exact sum does not: its error term (TwoSum, exact) then says which side the
+    exact sum lies on, and the sum is moved one float64 step that way. (Normal float32 range; the warp's
+    values are coordinates and grey levels.)"""
+    a, b, c = (np.asarray(v, np.float32).astype(np.float64) for v in (a, b, c))
+    product = a * b
+    total = product + c
+    virtual = total - product
+    error = (product - (total - virtual)) + (c - virtual)
+    halfway = (np.asarray(total).view(np.uint64) & np.uint64(0x1FFFFFFF)) == np.uint64(0x10000000)
+    fix = halfway & (error != 0)
+    if fix.any():
+        total = np.where(fix, np.nextafter(total, np.where(error > 0, np.inf, -np.inf)), total)
+    return total.astype(np.float32)
 
 
 def input_format_of(runtime) -> str:
@@ -134,11 +217,10 @@ def input_format_of(runtime) -> str:
 def preprocess(image: np.ndarray, cfg: ProcessingConfig,
                input_format: str = FLOAT_NCHW) -> tuple[np.ndarray, np.ndarray]:
     """BGR image -> (input [1, 3, H, W] float32 — or [1, H, W, 3] uint8 for BGR8_NHWC —, warp matrix
-    image->input)."""
-    image = as_bgr8(image)
-    h, w = image.shape[:2]
-    matrix = warp_matrix((w, h), cfg.input_size, cfg.keep_ratio)
-    warped = warp_image(image, matrix, cfg.input_size)
+    image->input). The float tensor is ``normalise(warp(image))``; natively in one pass, without the bytes."""
+    if input_format == FLOAT_NCHW and native.available():
+        return native.preprocess(_image_of(image), cfg)
+    warped, matrix = warp(image, cfg)
     return (warped[None] if input_format == BGR8_NHWC else normalise(warped, cfg)), matrix
 
 

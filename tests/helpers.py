@@ -25,6 +25,12 @@ def weights(size: int) -> Path:
     return WEIGHTS / f"nanodet-plus-m_{size}.pth"
 
 
+def report(request, text: str) -> None:
+    """A figure a test prints into the suite's output (passing tests' prints are otherwise captured)."""
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n[{request.node.module.__name__.rsplit('.', 1)[-1]}] {text}", flush=True)
+
+
 def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     """Run the real command line (``python -m nanodet_deploy`` is the ``nanodet-deploy`` entry point);
     ``env`` adds environment variables."""

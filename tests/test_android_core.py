@@ -23,16 +23,28 @@ CORE = ROOT / "android_demo" / "core"
 IMAGES = sorted(VAL_IMAGES.iterdir())
 
 
-@pytest.fixture(scope="module")
-def core_cli(tmp_path_factory):
+def build_core_cli(build, *cmake_options):
     if shutil.which("cmake") is None or shutil.which("g++") is None:
         pytest.fail("the native core test needs cmake and g++ (apt install cmake g++)")
-    build = tmp_path_factory.mktemp("core-build")
-    for command in (["cmake", "-S", CORE, "-B", build, "-DNANODET_CORE_CLI=ON", "-DCMAKE_BUILD_TYPE=Release"],
-                    ["cmake", "--build", build]):
+    for command in (["cmake", "-S", CORE, "-B", build, "-DNANODET_CORE_CLI=ON", "-DCMAKE_BUILD_TYPE=Release",
+                     *cmake_options], ["cmake", "--build", build]):
         result = subprocess.run(list(map(str, command)), capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
     return build / "nanodet_core_cli"
+
+
+@pytest.fixture(scope="module")
+def core_cli(tmp_path_factory):
+    return build_core_cli(tmp_path_factory.mktemp("core-build"))
+
+
+@pytest.fixture(scope="module")
+def core_cli_builds(core_cli, tmp_path_factory):
+    """The driver as built, and built without the x86 AVX2+FMA kernels: the warp's baseline loops, which CPUs
+    without FMA (and every other ISA's compiler) run, with std::fma as a library call."""
+    baseline = build_core_cli(tmp_path_factory.mktemp("core-build-baseline"),
+                              "-DCMAKE_CXX_FLAGS=-DNANODET_NO_SIMD_DISPATCH")
+    return {"dispatched": core_cli, "baseline": baseline}
 
 
 def config_text(processing) -> str:
@@ -111,11 +123,13 @@ def test_native_core_equals_python_on_a_custom_three_class_non_square_export(cor
     assert assert_same_boxes(core_cli, tmp_path, detector, IMAGES[:20]) > 100
 
 
-def test_native_preprocess_is_bit_identical_to_python(core_cli, tmp_path):
-    """The app's warp and normalisation give the very float32 tensor Python gives (cv2.warpPerspective, the
-    normaliser table): every val-dev image, and random images of odd sizes, for square and non-square inputs,
-    stretched and letterboxed. Measured: 0 values differ (before, a float bilinear sample was up to one grey
-    level off on ~0.5% of pixels, which INT8 amplified into different boxes)."""
+@pytest.mark.parametrize("build", ["dispatched", "baseline"])
+def test_native_preprocess_is_bit_identical_to_python(core_cli_builds, build, tmp_path):
+    """The app's warp and normalisation give the very float32 tensor Python gives (``processing.preprocess``,
+    itself OpenCV 5.0's warp bit for bit, tests/test_processing.py): every val-dev image, and random images of
+    odd sizes, for square and non-square inputs, stretched and letterboxed; with the x86 SIMD kernels and with the
+    baseline loops. Measured: 0 values differ (before, a float bilinear sample was up to one grey level off on
+    ~0.5% of pixels, which INT8 amplified into different boxes)."""
     rng = np.random.default_rng(0)
     randoms = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(37, 1000, 3), (999, 13, 3), (1, 1, 3),
                                                                           (2, 500, 3), (333, 200, 3)]]
@@ -128,8 +142,9 @@ def test_native_preprocess_is_bit_identical_to_python(core_cli, tmp_path):
         images = [read_image(p) for p in (IMAGES if size == (416, 416) else IMAGES[:10])] + randoms
         for index, image in enumerate(images):
             np.ascontiguousarray(image).tofile(tmp_path / "image.bgr")
-            subprocess.run([str(core_cli), "preprocess", str(tmp_path / "config.txt"), str(tmp_path / "image.bgr"),
-                            str(image.shape[1]), str(image.shape[0]), str(tmp_path / "t.f32")], check=True)
+            subprocess.run([str(core_cli_builds[build]), "preprocess", str(tmp_path / "config.txt"),
+                            str(tmp_path / "image.bgr"), str(image.shape[1]), str(image.shape[0]),
+                            str(tmp_path / "t.f32")], check=True)
             native = np.fromfile(tmp_path / "t.f32", np.float32).reshape(1, 3, size[1], size[0])
             python, _ = preprocess(image, cfg)
             assert np.array_equal(native.view(np.uint32), python.view(np.uint32)), (size, keep_ratio, index)

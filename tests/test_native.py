@@ -11,7 +11,7 @@ import pytest
 from nanodet_deploy import Detector, native
 from nanodet_deploy.images import read_image
 from nanodet_deploy.processing import (ProcessingConfig, normalise, normalise_numpy, postprocess,
-                                       postprocess_numpy, preprocess, warp_image, warp_matrix)
+                                       postprocess_numpy, preprocess, warp, warp_matrix)
 
 from .helpers import VAL_IMAGES, weights
 
@@ -70,8 +70,7 @@ def test_native_normalise_is_bit_identical():
     cfg = ProcessingConfig(input_size=(416, 416), num_classes=80)
     for path in sorted(VAL_IMAGES.iterdir())[:10]:
         image = read_image(path)
-        warped = warp_image(image, warp_matrix((image.shape[1], image.shape[0]), cfg.input_size, False),
-                            cfg.input_size)
+        warped, _ = warp(image, cfg)
         assert np.array_equal(normalise(warped, cfg), normalise_numpy(warped, cfg))
 
 

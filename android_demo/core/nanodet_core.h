@@ -1,7 +1,7 @@
 // NanoDet-Plus pre- and post-processing in plain C++17: no Android, no ncnn types in the interface.
 //
 // The same steps as nanodet_deploy.processing (Python), so the app gives the boxes the toolkit gives:
-//   preprocess: NanoDet's resize matrix, OpenCV's bilinear warp reproduced bit for bit (see preprocess),
+//   preprocess: NanoDet's resize matrix, OpenCV 5.0's bilinear warp reproduced bit for bit (see warp),
 //               (x - mean) * (1 / std) in float32 as the Python table, BGR planar float [3, H, W];
 //   decode: GFL integral over reg_max+1 bins per side at priors (x*s, y*s), boxes clamped to the input;
 //   NMS: multi-label candidates (score > score_thr), per-class greedy NMS with IoU > iou_thr suppressing,
@@ -47,13 +47,24 @@ Matrix3 resize_matrix(int image_width, int image_height, const ModelConfig& conf
 // Android's ARGB_8888 bitmap memory (R, G, B, A bytes; row stride in bytes) -> interleaved BGR8.
 std::vector<uint8_t> bgr_from_rgba(const uint8_t* rgba, int width, int height, int stride);
 
-// Interleaved BGR8 image (row stride in bytes) -> planar float tensor [3, H, W], and the matrix used.
-// Bit-identical to nanodet_deploy.processing.preprocess, i.e. to cv2.warpPerspective (INTER_LINEAR, constant
-// black border) of OpenCV 4.11+/5 on x86: its float32 warp kernel (row terms y*M1 + M2 in float32, then one
-// fused multiply-add per coordinate and per interpolation step, round half to even). Measured on the 79
-// val-dev images and random images, square, non-square and tiny inputs, stretch and letterbox: 0 values differ.
+// Interleaved BGR8 image (row stride in bytes) -> its pixels at the network input, BGR8 [H, W, 3] (contiguous,
+// `warped`), by NanoDet's resize matrix (returned). This defines the toolkit's preprocessing: the bilinear
+// cv2.warpAffine / cv2.warpPerspective of OpenCV 5.0 on x86 (INTER_LINEAR, constant black border), whose
+// float32 kernel it reproduces bit for bit — inverse matrix in float32, source coordinates by one fused
+// multiply-add, each interpolation step one fused multiply-add, round half to even — so the boxes do not depend
+// on the OpenCV a machine has (5.1 moves 0.04 % of the values by one grey level). Python runs this code
+// (nanodet_deploy.native) or its numpy twin (processing.warp_numpy); tests/test_processing.py holds them to
+// OpenCV 5.0.0.93's output, saved per image.
+Matrix3 warp(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, uint8_t* warped);
+
+// Interleaved BGR8 image (row stride in bytes) -> planar float tensor [3, H, W]: normalise(warp(image)), bit for
+// bit, computed in one pass; returns the matrix used.
+Matrix3 preprocess_into(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, float* tensor);
 std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
                               Matrix3* matrix_out);
+
+// The normalisation's float32 constants: mean[c] and inv_std[c] = float32(1 / std[c]); v -> (v - mean) * inv_std.
+void normalisation(const ModelConfig& config, float* mean, float* inv_std);
 
 // Warped interleaved BGR8 image [H, W, 3] (contiguous) -> planar float [3, H, W] as preprocess normalises it.
 void normalise(const uint8_t* bgr, int width, int height, const ModelConfig& config, float* tensor);

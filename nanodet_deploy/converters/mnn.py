@@ -123,15 +123,13 @@ def _quantize(src: Path, dst: Path, processing, calib_paths, calib_method: str, 
     input size exactly as at inference and stored losslessly, so MNN's own resize is an identity and only its
     (x - mean) * normal remains, with our mean and 1/std."""
     from ..images import read_image
-    from ..processing import warp_image, warp_matrix
+    from ..processing import warp
 
     method = MNNQUANT_METHODS[calib_method]
     advance = progress("calibration images", len(calib_paths)) if progress else None
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".calib.") as folder:
         for i, path in enumerate(calib_paths):
-            image = read_image(path)
-            matrix = warp_matrix((image.shape[1], image.shape[0]), processing.input_size, processing.keep_ratio)
-            cv2.imwrite(f"{folder}/{i:05d}.png", warp_image(image, matrix, processing.input_size))
+            cv2.imwrite(f"{folder}/{i:05d}.png", warp(read_image(path), processing)[0])
             if advance:
                 advance()
         config = {"format": "BGR", "mean": list(processing.mean), "normal": [1 / s for s in processing.std],

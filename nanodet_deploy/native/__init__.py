@@ -3,7 +3,7 @@
 ``processing.preprocess`` / ``processing.postprocess`` call it when ``available()``; otherwise (no compiler at
 install time, or ``NANODET_DEPLOY_NATIVE=0``) they run their numpy implementation. Both give the same
 detections: tests/test_native.py compares them on val-dev (same labels and order, |Δscore| <= 1e-5,
-IoU >= 0.999) and the normalised tensors bit for bit.
+IoU >= 0.999) and the warped images and normalised tensors bit for bit.
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ def _library():
                 library = ctypes.CDLL(str(path))
             except OSError:  # built for another interpreter or machine: the numpy implementation runs
                 return None
+            library.nd_warp.restype = ctypes.c_int
+            library.nd_warp.argtypes = [ctypes.POINTER(ctypes.c_uint8), ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                        ctypes.POINTER(Config), ctypes.POINTER(ctypes.c_uint8),
+                                        ctypes.POINTER(ctypes.c_double)]
+            library.nd_preprocess.restype = ctypes.c_int
+            library.nd_preprocess.argtypes = [ctypes.POINTER(ctypes.c_uint8), ctypes.c_int, ctypes.c_int,
+                                              ctypes.c_int, ctypes.POINTER(Config), ctypes.POINTER(ctypes.c_float),
+                                              ctypes.POINTER(ctypes.c_double)]
             library.nd_normalise.restype = None
             library.nd_normalise.argtypes = [ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(Config),
                                              ctypes.POINTER(ctypes.c_float)]
@@ -68,6 +76,41 @@ def _config(cfg) -> tuple[Config, np.ndarray]:
                     len(strides), (ctypes.c_double * 3)(*cfg.mean), (ctypes.c_double * 3)(*cfg.std),
                     int(cfg.keep_ratio), cfg.score_thr, cfg.iou_thr, cfg.max_dets)
     return config, strides  # strides kept alive with the structure that points at them
+
+
+def _image_arguments(image: np.ndarray) -> tuple:
+    """(pointer, width, height, row stride) of a BGR8 image [h, w, 3] for nd_warp / nd_preprocess."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image of shape {image.shape} and dtype {image.dtype}, expected [h, w, 3] uint8")
+    if image.strides[1:] != (3, 1) or image.strides[0] < 3 * image.shape[1]:  # rows may be padded, not pixels
+        image = np.ascontiguousarray(image)
+    return _pointer(image, ctypes.c_uint8), image.shape[1], image.shape[0], image.strides[0], image
+
+
+def warp(image: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """BGR8 image [h, w, 3] -> (its pixels at the input size [H, W, 3] uint8, the resize matrix 3x3 float64)."""
+    config, _ = _config(cfg)
+    *arguments, image = _image_arguments(image)  # the array stays referenced while C++ reads it
+    width, height = cfg.input_size
+    warped = np.empty((height, width, 3), np.uint8)
+    matrix = np.empty((3, 3), np.float64)
+    if _library().nd_warp(*arguments, ctypes.byref(config), _pointer(warped, ctypes.c_uint8),
+                          _pointer(matrix, ctypes.c_double)):
+        raise MemoryError("native warp failed")
+    return warped, matrix
+
+
+def preprocess(image: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """BGR8 image [h, w, 3] -> (``normalise(warp(image))`` [1, 3, H, W] float32 in one pass, the resize matrix)."""
+    config, _ = _config(cfg)
+    *arguments, image = _image_arguments(image)
+    width, height = cfg.input_size
+    tensor = np.empty((1, 3, height, width), np.float32)
+    matrix = np.empty((3, 3), np.float64)
+    if _library().nd_preprocess(*arguments, ctypes.byref(config), _pointer(tensor, ctypes.c_float),
+                                _pointer(matrix, ctypes.c_double)):
+        raise MemoryError("native preprocess failed")
+    return tensor, matrix
 
 
 def normalise(warped: np.ndarray, cfg) -> np.ndarray:

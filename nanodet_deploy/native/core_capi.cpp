@@ -44,6 +44,33 @@ nanodet::ModelConfig to_model_config(const nd_config& c) {
 
 extern "C" {
 
+// BGR8 image (row stride in bytes) -> its pixels at the network input, BGR8 [H, W, 3] (warped_out, contiguous),
+// and the resize matrix used (matrix_out, row-major 3x3). Returns 0, or -1 if C++ threw (out of memory).
+int nd_warp(const uint8_t* bgr, int width, int height, int stride, const nd_config* c, uint8_t* warped_out,
+            double* matrix_out) {
+    try {
+        const nanodet::Matrix3 matrix = nanodet::warp(bgr, width, height, stride, to_model_config(*c), warped_out);
+        std::copy(matrix.begin(), matrix.end(), matrix_out);
+        return 0;
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+// BGR8 image (row stride in bytes) -> normalised planar float tensor [3, H, W] (tensor_out): nd_normalise of
+// nd_warp's pixels, in one pass; and the resize matrix. Returns 0, or -1 if C++ threw (out of memory).
+int nd_preprocess(const uint8_t* bgr, int width, int height, int stride, const nd_config* c, float* tensor_out,
+                  double* matrix_out) {
+    try {
+        const nanodet::Matrix3 matrix =
+            nanodet::preprocess_into(bgr, width, height, stride, to_model_config(*c), tensor_out);
+        std::copy(matrix.begin(), matrix.end(), matrix_out);
+        return 0;
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
 // Warped BGR8 image [H, W, 3] (contiguous) -> normalised planar float tensor [3, H, W] (tensor_out).
 void nd_normalise(const uint8_t* bgr, const nd_config* c, float* tensor_out) {
     nanodet::normalise(bgr, c->input_width, c->input_height, to_model_config(*c), tensor_out);
