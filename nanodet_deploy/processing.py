@@ -83,6 +83,13 @@ class Detections:
         return [{"label": int(lab), "name": class_names[lab], "score": float(s), "box": [float(v) for v in b]}
                 for b, s, lab in zip(self.boxes, self.scores, self.labels)]
 
+    @classmethod
+    def from_list(cls, detections: list[dict], image_size: tuple[int, int] = (0, 0)) -> "Detections":
+        """Back from the JSON contract (``to_list``, ``infer --json``, the official reference detections)."""
+        return cls(np.array([d["box"] for d in detections], np.float64).reshape(-1, 4),
+                   np.array([d["score"] for d in detections], np.float64),
+                   np.array([d["label"] for d in detections], np.int64), image_size=tuple(image_size))
+
 
 # ---------------------------------------------------------------- preprocessing
 

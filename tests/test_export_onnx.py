@@ -11,12 +11,11 @@ from nanodet_deploy.converters.onnx import embedded_manifest
 from nanodet_deploy.errors import MissingBackendError
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import read_manifest, write_manifest, MANIFEST_NAME, ManifestError
-from nanodet_deploy.parity import unmatched
 from nanodet_deploy.runtimes import runtime_class
 from nanodet_deploy.targets import BACKENDS, Target
 
-from .helpers import (CALIB_IMAGES, OFFICIAL, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, error_lines,
-                      export_cli, parity_of, run_cli, weights)
+from .helpers import (CALIB_IMAGES, VAL_ANN, VAL_IMAGES, assert_infer_reproduces_official, assert_reproduces_official,
+                      error_lines, export_cli, official_detections, parity_of, run_cli, weights)
 
 # Measured on val-dev (79 images), see the closing notes of the ONNX issue:
 #   FP32: score max-abs 3.2e-6 (416), agreement 703/703, mAP identical to PyTorch;
@@ -87,9 +86,8 @@ def test_fp32_320_export_via_api(tmp_path):
     assert result.accepted and result.report.agreement == 1.0 and result.report.score_max_abs <= 1e-4
     detector = Detector.from_export(tmp_path / "m320")
     assert detector.processing.input_size == (320, 320) and detector.runtime.backend == "onnxruntime"
-    for ref in json.loads((OFFICIAL / "val-dev_m_320.json").read_text()):
-        ours = detector(read_image(VAL_IMAGES / ref["image"])).to_list(detector.class_names)
-        assert not unmatched(ref["detections"], ours, 0.3, 0.99, 1e-3), ref["image"]
+    assert_reproduces_official({name: detector(read_image(VAL_IMAGES / name)).to_list(detector.class_names)
+                                for name in official_detections(320)}, 320)
 
 
 def test_non_square_416x320_end_to_end(tmp_path_factory, tmp_path):

@@ -6,35 +6,38 @@ import cv2
 import pytest
 
 from nanodet_deploy import Detector
-from nanodet_deploy.parity import box_iou, unmatched
+from nanodet_deploy.parity import box_iou
 
-from .helpers import OFFICIAL, VAL_ANN, VAL_IMAGES, run_cli, weights
+from .helpers import OFFICIAL, VAL_ANN, VAL_IMAGES, assert_reproduces_official, report, run_cli, weights
 
-# Criterion of the foundation issue: every official detection >= 0.3 found with the same label at
-# IoU >= 0.99 and |score difference| <= 1e-3. Measured: 703/703 (416) and 609/609 (320) matched,
-# worst |score difference| 1.4e-6 / 7.2e-7, worst IoU 1 - 1e-6: the budgets are far from the measurement.
-MIN_SCORE, MIN_IOU, MAX_SCORE_DIFF = 0.3, 0.99, 1e-3
 MAP_TOLERANCE = 0.002
 
 
 @pytest.mark.parametrize("size", [416, 320])
-def test_infer_reproduces_official_detections(size, tmp_path):
+def test_infer_reproduces_official_detections(size, tmp_path, request):
+    """The whole lists, to the 100th box, are the official ones under ``parity.same_detections`` with the
+    foundation issue's tolerance (same label, IoU >= 0.99, |Δscore| <= 1e-3; boxes at the 0.05 threshold or the
+    100th score may be on one side only). Measured with the warp that is ours (OpenCV 5.0's; 5.0 and 5.1
+    installed): 79/79 images, 7,620 (416) and 7,614 (320) pairs, worst |Δscore| 2.1e-6 / 7.2e-7, worst IoU
+    0.999988 / 0.99999, no box left undecided. Through OpenCV 5.1's own warp (19,211 input values one grey level
+    off at 416) the same model gives the official lists on 59/79 images only (76/79 for the boxes >= 0.3), worst
+    |Δscore| 9.7e-4: the pixels matter, tolerances cannot absorb them."""
     out = tmp_path / "detections.json"
     result = run_cli("infer", VAL_IMAGES, "--checkpoint", weights(size), "--json", out, "--threads", "2")
     assert result.returncode == 0, result.stderr
     ours = {entry["image"].rsplit("/", 1)[-1]: entry for entry in json.loads(out.read_text())}
     official = json.loads((OFFICIAL / f"val-dev_m_{size}.json").read_text())
     assert len(ours) == len(official) == 79
-    checked = 0
     for ref in official:
         entry = ours[ref["image"]]
         assert (entry["width"], entry["height"]) == (ref["width"], ref["height"])
         assert set(entry) == {"image", "width", "height", "detections"}
         assert all(set(d) == {"label", "name", "score", "box"} for d in entry["detections"])
-        missing = unmatched(ref["detections"], entry["detections"], MIN_SCORE, MIN_IOU, MAX_SCORE_DIFF)
-        assert not missing, f"{ref['image']}: {len(missing)} official detections not reproduced: {missing[:3]}"
-        checked += sum(d["score"] >= MIN_SCORE for d in ref["detections"])
-    assert checked > 500  # the criterion really covered the set
+    figures = assert_reproduces_official({name: entry["detections"] for name, entry in ours.items()}, size,
+                                         min_score=None)
+    report(request, f"{size}: official detections reproduced, {figures['pairs']} pairs, max |Δscore| "
+           f"{figures['max_score_diff']:.1e}, min IoU {figures['min_iou']:.6f}")
+    assert figures["pairs"] > 7000  # the criterion really covered the set
 
 
 @pytest.mark.parametrize("size", [416, 320])
