@@ -384,20 +384,25 @@ def machine() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
+    from . import native
+
     return {"cpu": cpu, "cores": os.cpu_count(), "isa": [name for flag, name in INSTRUCTION_SETS.items()
                                                           if flag in flags],
-            "system": platform.platform(), "python": platform.python_version(), "versions": versions}
+            "system": platform.platform(), "python": platform.python_version(), "versions": versions,
+            "preprocessing": native.warp_kernels()}
 
 
 def machine_line(info: dict) -> str:
-    """One line naming the machine a timing was taken on: CPU, cores, instruction sets, backend versions."""
+    """One line naming the machine a timing was taken on: CPU, cores, instruction sets, backend versions, and
+    which warp kernels ran the preprocessing."""
     isa = info.get("isa") or []
     missing = [name for name in ("AVX512-VNNI", "AVX512-BF16", "AMX-INT8") if name not in isa]
     sets = " ".join(isa) or "no AVX2"
     if missing and "AVX2" in isa:
         sets += f" (no {', '.join(missing)})"
     versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
-    return f"{info['cpu']} · {info['cores']} cores · {sets}" + (f" · {versions}" if versions else "")
+    preprocessing = f" · preprocessing {info['preprocessing']}" if info.get("preprocessing") else ""
+    return f"{info['cpu']} · {info['cores']} cores · {sets}" + (f" · {versions}" if versions else "") + preprocessing
 
 
 def int8_hardware_note(info: dict) -> str:

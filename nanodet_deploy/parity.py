@@ -294,6 +294,9 @@ class Tolerance:
 # - the same C++ or numpy code on the same raw output: scores equal to the bit, boxes within one float32 step
 #   (IoU >= 1 - 2e-6);
 SAME_CODE = Tolerance(score=1e-6, iou=0.9999)
+# - one model through two builds of one library on one machine (the app's ncnn built from its source vs the ncnn
+#   wheel, FP32 / FP16 / INT8): MEASURE
+SAME_LIBRARY = Tolerance(score=1e-4, iou=0.999)
 # - the same model through two builds of one library, or two runtimes in FP32 (the app's ncnn built from source vs
 #   the ncnn wheel: |Δscore| <= 9.2e-7, IoU >= 0.99999; PyTorch vs the official implementation: 1.4e-6, 1 - 1e-6;
 #   ONNX Runtime / OpenVINO / MNN / ncnn FP32 vs PyTorch: score max-abs <= 1e-4, the parity gate's FP32 budget):

@@ -158,12 +158,12 @@ def warp_numpy(image: np.ndarray, cfg: ProcessingConfig) -> tuple[np.ndarray, np
     inverse = _inverse3(matrix).astype(np.float32)
     x_first, x_weight = _taps(_fma32(inverse[0, 0], np.arange(width, dtype=np.float32), inverse[0, 2]), w)
     y_first, y_weight = _taps(np.arange(height, dtype=np.float32) * inverse[1, 1] + inverse[1, 2], h)
-    padded = np.zeros((h + 2, w + 2, 3), np.float32)  # one black pixel around the image: index -1 and w / h
+    padded = np.zeros((h + 2, w + 2, 3), np.uint8)  # one black pixel around the image: index -1 and w / h
     padded[1:-1, 1:-1] = image
 
     def row_pairs(rows):  # (left, right) neighbours of every output column on these source rows
         rows = padded[rows + 1]
-        return rows[:, x_first[0] + 1], rows[:, x_first[1] + 1]
+        return rows[:, x_first[0] + 1].astype(np.float32), rows[:, x_first[1] + 1].astype(np.float32)
 
     (top_left, top_right), (bottom_left, bottom_right) = row_pairs(y_first[0]), row_pairs(y_first[1])
     weight = x_weight[None, :, None]

@@ -3,6 +3,14 @@ from . import helpers  # noqa: F401  (fails the session early, with a clear mess
 import pytest  # noqa: E402
 
 
+def pytest_report_header(config):
+    """The CPU, its instruction sets, the backend and OpenCV versions and the warp kernels the suite runs on: the
+    kernels that differ between machines, named before any figure the tests print."""
+    from nanodet_deploy.bench import machine, machine_line
+
+    return f"machine: {machine_line(machine())}"
+
+
 @pytest.fixture(scope="session")
 def ncnn_416_export(tmp_path_factory):
     """``ncnn_416_export(name, *options)``: ``nanodet-deploy export --to ncnn`` of the official 416 weights

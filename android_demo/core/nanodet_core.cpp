@@ -114,6 +114,7 @@ inline __attribute__((always_inline)) void blend_to_tensor(const float* top, con
 }
 
 struct WarpKernels {
+    const char* name;
     void (*interpolate_row)(const uint32_t*, const uint32_t*, const float*, int, float*);
     void (*blend_to_bytes)(const float*, const float*, float, int, uint8_t*, uint8_t*);
     void (*blend_to_tensor)(const float*, const float*, float, int, const float*, const float*, size_t, float*);
@@ -143,9 +144,9 @@ const WarpKernels& warp_kernels() {
     static const WarpKernels kernels = [] {
 #if NANODET_X86_DISPATCH
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            return WarpKernels{interpolate_row_avx2, blend_to_bytes_avx2, blend_to_tensor_avx2};
+            return WarpKernels{"avx2+fma", interpolate_row_avx2, blend_to_bytes_avx2, blend_to_tensor_avx2};
 #endif
-        return WarpKernels{interpolate_row_baseline, blend_to_bytes_baseline, blend_to_tensor_baseline};
+        return WarpKernels{"baseline", interpolate_row_baseline, blend_to_bytes_baseline, blend_to_tensor_baseline};
     }();
     return kernels;
 }
@@ -217,6 +218,8 @@ Matrix3 warp_rows(const uint8_t* bgr, int width, int height, int stride, const M
 }
 
 }  // namespace
+
+const char* warp_kernels_name() { return warp_kernels().name; }
 
 Matrix3 warp(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, uint8_t* warped) {
     const int W = config.input_width;

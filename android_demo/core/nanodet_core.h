@@ -57,6 +57,10 @@ std::vector<uint8_t> bgr_from_rgba(const uint8_t* rgba, int width, int height, i
 // OpenCV 5.0.0.93's output, saved per image.
 Matrix3 warp(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, uint8_t* warped);
 
+// Which compilation of the warp's loops this CPU runs: "avx2+fma" (x86-64 with both) or "baseline". The same
+// bytes either way (tests/test_android_core.py builds both).
+const char* warp_kernels_name();
+
 // Interleaved BGR8 image (row stride in bytes) -> planar float tensor [3, H, W]: normalise(warp(image)), bit for
 // bit, computed in one pass; returns the matrix used.
 Matrix3 preprocess_into(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, float* tensor);

@@ -44,6 +44,8 @@ def _library():
                 library = ctypes.CDLL(str(path))
             except OSError:  # built for another interpreter or machine: the numpy implementation runs
                 return None
+            library.nd_warp_kernels.restype = ctypes.c_char_p
+            library.nd_warp_kernels.argtypes = []
             library.nd_warp.restype = ctypes.c_int
             library.nd_warp.argtypes = [ctypes.POINTER(ctypes.c_uint8), ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                         ctypes.POINTER(Config), ctypes.POINTER(ctypes.c_uint8),
@@ -67,6 +69,12 @@ def _library():
 def available() -> bool:
     """True when the native library was built at install time and is not turned off (NANODET_DEPLOY_NATIVE=0)."""
     return _library() is not None
+
+
+def warp_kernels() -> str:
+    """Which compilation of the C++ warp this CPU runs ("avx2+fma" or "baseline"; the same bytes), or "numpy"
+    when the native library is not in use."""
+    return _library().nd_warp_kernels().decode() if available() else "numpy"
 
 
 @lru_cache(maxsize=16)

@@ -44,6 +44,9 @@ nanodet::ModelConfig to_model_config(const nd_config& c) {
 
 extern "C" {
 
+// "avx2+fma" or "baseline": the warp loops this CPU runs.
+const char* nd_warp_kernels() { return nanodet::warp_kernels_name(); }
+
 // BGR8 image (row stride in bytes) -> its pixels at the network input, BGR8 [H, W, 3] (warped_out, contiguous),
 // and the resize matrix used (matrix_out, row-major 3x3). Returns 0, or -1 if C++ threw (out of memory).
 int nd_warp(const uint8_t* bgr, int width, int height, int stride, const nd_config* c, uint8_t* warped_out,
