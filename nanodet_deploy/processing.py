@@ -232,8 +232,9 @@ def preprocess(image: np.ndarray, cfg: ProcessingConfig,
 
 
 def normalise(warped: np.ndarray, cfg: ProcessingConfig) -> np.ndarray:
-    """The warped H x W x 3 uint8 BGR image -> the float32 tensor [1, 3, H, W] (native when built: the same
-    table in C++, 0.34-0.49 ms instead of 1.2-2.1 ms at 416, medians over val-dev in repeated runs)."""
+    """The warped H x W x 3 uint8 BGR image -> the float32 tensor [1, 3, H, W] (native when built: the table's
+    arithmetic in C++, 0.34-0.49 ms instead of 1.2-2.1 ms at 416, medians over val-dev in repeated runs).
+    ``preprocess`` does not call it natively: there warp and normalisation are one pass."""
     if native.available() and warped.shape == (cfg.input_size[1], cfg.input_size[0], 3):
         return native.normalise(warped, cfg)
     return normalise_numpy(warped, cfg)

@@ -209,7 +209,9 @@ def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, f
     assert figures["same_detections"] == len(IMAGES), figures["differing"]
     assert figures["boxes"] > 5000
 
-    # the option matters on this host too: with fast fp16 the same export's scores move
+    # the switch reaches ncnn (the precision line says so); whether it moves scores depends on the CPU's fp16
+    # kernels: printed, not asserted (AMD EPYC, AVX-512: the same scores to the last bit; a phone's ARMv8.2
+    # fp16 arithmetic moves them)
     fast, running = app_detections(app, export, bitmaps, tmp_path, fast_fp16=True)
     assert running == "precision fp32 + fast fp16"
     print_row(request, "FP32 with fast fp16", agreement(fast, toolkit), running)
