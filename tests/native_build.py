@@ -82,11 +82,29 @@ def _run(command: list, log: Path) -> None:
                            + "\n".join(log.read_text().splitlines()[-30:]))
 
 
+# Extra CMake options for the host build, e.g. "-DNCNN_AVX512=OFF": ncnn's kernels for another ISA than the
+# wheel's on this CPU (the AVX2 ones where the wheel runs AVX-512), to see the app-vs-toolkit comparison hold
+# across ISAs. Part of the cache key.
+EXTRA_OPTIONS_ENV = "NANODET_NCNN_CMAKE_OPTIONS"
+
+
+def extra_options() -> dict[str, str]:
+    options = {}
+    for item in os.environ.get(EXTRA_OPTIONS_ENV, "").split():
+        name, _, value = item.removeprefix("-D").partition("=")
+        if not re.fullmatch(r"NCNN_[A-Z0-9_]+", name) or not value:
+            raise RuntimeError(f"{EXTRA_OPTIONS_ENV}: {item!r} is not -DNCNN_NAME=VALUE")
+        options[name] = value
+    return options
+
+
 def build_ncnn(jobs: int | None = None) -> tuple[Path, float]:
     """(ncnn's CMake package folder for find_package, seconds spent building: 0 when cached)."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(repr((NCNN_VERSION, LAYERS, 1)).encode()).hexdigest()[:12]
+    extra = extra_options()
+    key = hashlib.sha256(repr((NCNN_VERSION, LAYERS, 1) + ((tuple(sorted(extra.items())),) if extra else ()))
+                         .encode()).hexdigest()[:12]
     install = root / f"ncnn-{NCNN_VERSION}-host-{key}"
     package = install / "lib" / "cmake" / "ncnn"
     if (package / "ncnnConfig.cmake").is_file():
@@ -105,6 +123,7 @@ def build_ncnn(jobs: int | None = None) -> tuple[Path, float]:
                "NCNN_PIXEL_DRAWING": "OFF", "NCNN_PIXEL_ROTATE": "OFF", "CMAKE_INSTALL_PREFIX": staging}
     options.update({f"WITH_LAYER_{name.lower()}": "ON" if name in LAYERS else "OFF"
                     for name in _all_layers(source)})
+    options.update(extra)
     _run(["cmake", "-S", source, "-B", build, *[f"-D{k}={v}" for k, v in options.items()]], log)
     _run(["cmake", "--build", build, "--parallel", str(jobs or os.cpu_count() or 2)], log)
     _run(["cmake", "--install", build], log)

@@ -34,7 +34,7 @@ from nanodet_deploy.processing import SCORE_THR, Detections
 from nanodet_deploy.runtimes.ncnn import PRECISION_OPTIONS
 
 from .helpers import CALIB_IMAGES, ROOT, VAL_IMAGES, report, run_cli
-from .native_build import NCNN_VERSION, build_ncnn, kotlin_compiler
+from .native_build import NCNN_VERSION, build_ncnn, extra_options, kotlin_compiler
 
 APP = ROOT / "android_demo"
 HOST = ROOT / "tests" / "android_host"
@@ -60,7 +60,8 @@ def java_home() -> Path:
 def ncnn_package(request):
     package, seconds = build_ncnn()
     report(request, f"ncnn {NCNN_VERSION} from the PyPI sdist: "
-           + (f"built in {seconds:.0f} s" if seconds else "cached build"))
+           + (f"built in {seconds:.0f} s" if seconds else "cached build")
+           + "".join(f", -D{name}={value}" for name, value in extra_options().items()))
     return package
 
 
