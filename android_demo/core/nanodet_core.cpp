@@ -98,7 +98,8 @@ inline __attribute__((always_inline)) void blend_to_bytes(const float* top, cons
                                                           int width, uint8_t* planes, uint8_t* out) {
     const size_t n = size_t(width);
     for (size_t i = 0; i < 3 * n; ++i) planes[i] = uint8_t(blend(top[i], bottom[i], weight));
-    for (size_t x = 0; x < n; ++x) out[x * 3] = planes[x], out[x * 3 + 1] = planes[n + x], out[x * 3 + 2] = planes[2 * n + x];
+    for (size_t x = 0; x < n; ++x)
+        out[x * 3] = planes[x], out[x * 3 + 1] = planes[n + x], out[x * 3 + 2] = planes[2 * n + x];
 }
 
 // An output row normalised into the planar tensor (channel c at out + c * plane): (v - mean) * inv_std, as
@@ -238,7 +239,8 @@ std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int str
     return tensor;
 }
 
-Matrix3 preprocess_into(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, float* tensor) {
+Matrix3 preprocess_into(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
+                        float* tensor) {
     // warp and normalise in one pass over the output rows, the bytes never stored (normalise() of warp()'s
     // bytes, bit for bit: the blended value is the byte, as a float)
     const int W = config.input_width;

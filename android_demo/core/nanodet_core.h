@@ -63,7 +63,8 @@ const char* warp_kernels_name();
 
 // Interleaved BGR8 image (row stride in bytes) -> planar float tensor [3, H, W]: normalise(warp(image)), bit for
 // bit, computed in one pass; returns the matrix used.
-Matrix3 preprocess_into(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config, float* tensor);
+Matrix3 preprocess_into(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
+                        float* tensor);
 std::vector<float> preprocess(const uint8_t* bgr, int width, int height, int stride, const ModelConfig& config,
                               Matrix3* matrix_out);
 
