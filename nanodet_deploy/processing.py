@@ -97,8 +97,8 @@ def warp_matrix(src_size: tuple[int, int], dst_size: tuple[int, int], keep_ratio
     """NanoDet's ``get_resize_matrix``: (w, h) of the image -> (W, H) of the network input, float64 3x3.
 
     Written out rather than as NanoDet's product of three matrices: the same numbers as the C++ core's
-    ``resize_matrix`` on every machine (numpy's ``@`` goes through BLAS, which fuses multiply-adds on some CPUs
-    and not on others)."""
+    ``resize_matrix`` on every machine (numpy's ``@`` may run BLAS kernels, which fuse multiply-adds on some
+    CPUs and not on others)."""
     (w, h), (dw, dh) = src_size, dst_size
     if not keep_ratio:
         return np.array([[dw / w, 0, 0], [0, dh / h, 0], [0, 0, 1]], np.float64)

@@ -3,12 +3,21 @@ from . import helpers  # noqa: F401  (fails the session early, with a clear mess
 import pytest  # noqa: E402
 
 
-def pytest_report_header(config):
-    """The CPU, its instruction sets, the backend and OpenCV versions and the warp kernels the suite runs on: the
-    kernels that differ between machines, named before any figure the tests print."""
+def _machine_line() -> str:
     from nanodet_deploy.bench import machine, machine_line
 
     return f"machine: {machine_line(machine())}"
+
+
+def pytest_report_header(config):
+    """The CPU, its instruction sets, the backend and OpenCV versions and the warp kernels the suite runs on: the
+    kernels that differ between machines, named before any figure the tests print (and after the results, below,
+    for `pytest -q`, which shows no header)."""
+    return _machine_line()
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(_machine_line())
 
 
 @pytest.fixture(scope="session")
