@@ -42,7 +42,8 @@ def _library():
         if path.is_file():
             try:
                 library = ctypes.CDLL(str(path))
-            except OSError:  # built for another interpreter or machine: the numpy implementation runs
+                library.nd_warp  # a library built from older sources (no warp) is not used either
+            except (OSError, AttributeError):  # built for another interpreter or machine: numpy runs
                 return None
             library.nd_warp_kernels.restype = ctypes.c_char_p
             library.nd_warp_kernels.argtypes = []
@@ -86,39 +87,31 @@ def _config(cfg) -> tuple[Config, np.ndarray]:
     return config, strides  # strides kept alive with the structure that points at them
 
 
-def _image_arguments(image: np.ndarray) -> tuple:
-    """(pointer, width, height, row stride) of a BGR8 image [h, w, 3] for nd_warp / nd_preprocess."""
+def _on_image(function, image: np.ndarray, cfg, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Call nd_warp / nd_preprocess on a BGR8 image [h, w, 3]: (output, the resize matrix 3x3 float64)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image of shape {image.shape} and dtype {image.dtype}, expected [h, w, 3] uint8")
     if image.strides[1:] != (3, 1) or image.strides[0] < 3 * image.shape[1]:  # rows may be padded, not pixels
         image = np.ascontiguousarray(image)
-    return _pointer(image, ctypes.c_uint8), image.shape[1], image.shape[0], image.strides[0], image
+    config, _ = _config(cfg)
+    matrix = np.empty((3, 3), np.float64)
+    element = ctypes.c_uint8 if output.dtype == np.uint8 else ctypes.c_float
+    if function(_pointer(image, ctypes.c_uint8), image.shape[1], image.shape[0], image.strides[0],
+                ctypes.byref(config), _pointer(output, element), _pointer(matrix, ctypes.c_double)):
+        raise MemoryError(f"native {function.__name__} failed")
+    return output, matrix
 
 
 def warp(image: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
     """BGR8 image [h, w, 3] -> (its pixels at the input size [H, W, 3] uint8, the resize matrix 3x3 float64)."""
-    config, _ = _config(cfg)
-    *arguments, image = _image_arguments(image)  # the array stays referenced while C++ reads it
     width, height = cfg.input_size
-    warped = np.empty((height, width, 3), np.uint8)
-    matrix = np.empty((3, 3), np.float64)
-    if _library().nd_warp(*arguments, ctypes.byref(config), _pointer(warped, ctypes.c_uint8),
-                          _pointer(matrix, ctypes.c_double)):
-        raise MemoryError("native warp failed")
-    return warped, matrix
+    return _on_image(_library().nd_warp, image, cfg, np.empty((height, width, 3), np.uint8))
 
 
 def preprocess(image: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
     """BGR8 image [h, w, 3] -> (``normalise(warp(image))`` [1, 3, H, W] float32 in one pass, the resize matrix)."""
-    config, _ = _config(cfg)
-    *arguments, image = _image_arguments(image)
     width, height = cfg.input_size
-    tensor = np.empty((1, 3, height, width), np.float32)
-    matrix = np.empty((3, 3), np.float64)
-    if _library().nd_preprocess(*arguments, ctypes.byref(config), _pointer(tensor, ctypes.c_float),
-                                _pointer(matrix, ctypes.c_double)):
-        raise MemoryError("native preprocess failed")
-    return tensor, matrix
+    return _on_image(_library().nd_preprocess, image, cfg, np.empty((1, 3, height, width), np.float32))
 
 
 def normalise(warped: np.ndarray, cfg) -> np.ndarray:
