@@ -146,8 +146,8 @@ def _image_of(image: np.ndarray) -> np.ndarray:
 
 
 def warp_numpy(image: np.ndarray, cfg: ProcessingConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``warp`` in numpy (the implementation without the native library; slow: ~80 ms per val-dev image at 416
-    against ~0.4 ms native, benchmarks/preprocess.py).
+    """``warp`` in numpy (the implementation without the native library; slow: ~66 ms per val-dev image at 416
+    against ~0.3 ms native, benchmarks/preprocess.py).
 
     OpenCV 5.0's float32 bilinear kernel, step for step as android_demo/core/nanodet_core.cpp's ``warp``: the
     inverse matrix in float32; a resize matrix only scales and shifts, so the source x of an output pixel is
