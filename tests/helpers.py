@@ -54,6 +54,19 @@ def parity_of(folder) -> dict:
     return json.loads((folder / "parity.json").read_text())["artifacts"][0]
 
 
+def assert_same_code_detections(reference, candidate, cfg, where="") -> None:
+    """Two implementations of one arithmetic (C++ and numpy decoding) on one raw output: the same detections
+    (``parity.same_detections``, SAME_CODE tolerance) in the same order, none left at a cut, and the scores equal
+    to the bit (both copy the raw output's)."""
+    import numpy as np
+
+    from nanodet_deploy.parity import SAME_CODE, same_detections
+
+    verdict = same_detections(reference, candidate, SAME_CODE, cfg.score_thr, cfg.max_dets)
+    assert verdict.same and verdict.same_order and verdict.undecided == 0, (where, verdict.differing[:3])
+    assert np.array_equal(np.asarray(candidate.scores, np.float32), reference.scores), where
+
+
 def official_detections(size: int) -> dict[str, list[dict]]:
     """The official implementation's detections on val-dev at ``size``, by image file name."""
     import json

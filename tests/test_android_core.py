@@ -14,10 +14,9 @@ from nanodet_deploy.detector import Detector, processing_config
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import read_manifest
 from nanodet_deploy.model import ModelSpec, build_model, get_preset
-from nanodet_deploy.parity import SAME_CODE, same_detections
 from nanodet_deploy.processing import Detections, postprocess, preprocess
 
-from .helpers import ROOT, VAL_IMAGES, export_cli, weights
+from .helpers import ROOT, VAL_IMAGES, assert_same_code_detections, export_cli, weights
 from .test_config import official_config, write
 
 CORE = ROOT / "android_demo" / "core"
@@ -80,10 +79,7 @@ def assert_same_boxes(cli, tmp_path, detector, images) -> int:
         size = (image.shape[1], image.shape[0])
         ours = postprocess(raw, matrix, size, detector.processing)
         labels, scores, boxes = native_detections(cli, tmp_path, detector.processing, raw, size)
-        verdict = same_detections(ours, Detections(boxes, scores, labels), SAME_CODE, detector.processing.score_thr,
-                                  detector.processing.max_dets)
-        assert verdict.same and verdict.same_order and verdict.undecided == 0, (path.name, verdict.differing[:3])
-        assert np.array_equal(scores.astype(np.float32), ours.scores), path.name
+        assert_same_code_detections(ours, Detections(boxes, scores, labels), detector.processing, path.name)
         total += len(labels)
     return total
 
