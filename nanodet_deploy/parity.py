@@ -337,7 +337,7 @@ def same_detections(a: Detections, b: Detections, tolerance: Tolerance, score_th
             cut = max(cut, float(np.min(side.scores)))
     decided_above = cut + tolerance.score
     if min_score is not None:
-        decided_above = max(decided_above, min_score - 1e-12)
+        decided_above = max(decided_above, min_score - 1e-12)  # "score > decided_above" then keeps score == min_score
     a_scores, b_scores = np.asarray(a.scores, np.float64), np.asarray(b.scores, np.float64)
     overlaps = box_iou(a.boxes, b.boxes)
     differences = np.abs(a_scores[:, None] - b_scores[None, :])
