@@ -5,8 +5,26 @@ Everything else is in pyproject.toml. Without a C++17 compiler the install still
 its numpy implementation (same detections, slower; nanodet_deploy.native.available() says which runs).
 """
 
+import shutil
+from pathlib import Path
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+# the app's detector core and its ncnn pins, shipped inside the package: `verify --arch arm64` builds them for
+# aarch64 (nanodet_deploy/native/ncnn_build.py finds them in nanodet_deploy/native/app_core)
+APP_CORE = ["CMakeLists.txt", "core_cli.cpp", "nanodet_core.cpp", "nanodet_core.h", "nanodet_ncnn.cpp",
+            "nanodet_ncnn.h", "ncnn.cmake", "ncnn_layers.txt"]
+
+
+class BuildPyWithAppCore(build_py):
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "nanodet_deploy" / "native" / "app_core"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in APP_CORE:
+            shutil.copyfile(Path("android_demo/core") / name, target / name)
 
 
 class OptionalBuildExt(build_ext):
@@ -40,4 +58,4 @@ core = Extension(
     optional=True,
 )
 
-setup(ext_modules=[core], cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=[core], cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithAppCore})

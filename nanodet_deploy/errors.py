@@ -53,3 +53,7 @@ class MissingBackendError(UsageError):
             f"backend '{backend}' needs the Python package '{module}', which is not installed: "
             f"pip install 'nanodet-deploy[{extra}]'"
         )
+
+
+class BuildError(NanodetDeployError):
+    """A native build (ncnn or the app's core, for the host or for aarch64) failed: the message names its log."""

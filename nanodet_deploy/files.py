@@ -1,8 +1,10 @@
-"""Writing files so a reader never sees half of one: write to a temporary sibling, then rename."""
+"""Writing files so a reader never sees half of one (write to a temporary sibling, then rename), the user cache,
+hashing and downloads."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -47,3 +49,42 @@ def temporary_files_in(folder: str | Path):
         yield folder
     finally:
         tempfile.tempdir = saved
+
+
+def cache_dir() -> Path:
+    """The user cache: release checkpoints, bench exports, the emulated phone's build (NANODET_DEPLOY_CACHE)."""
+    return Path(os.environ.get("NANODET_DEPLOY_CACHE") or Path.home() / ".cache" / "nanodet-deploy")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, out, label: str | None, timeout: float = 30.0) -> str:
+    """``url`` into the open binary file ``out`` (a progress bar on stderr labelled ``label`` unless None);
+    returns the SHA-256 of what was written."""
+    import urllib.request
+
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        if label is None:
+            while block := response.read(1 << 16):
+                digest.update(block)
+                out.write(block)
+            return digest.hexdigest()
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        with Progress(TextColumn("downloading {task.description}"), BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(label, total=total)
+            while block := response.read(1 << 16):
+                digest.update(block)
+                out.write(block)
+                bar.advance(task, len(block))
+    return digest.hexdigest()

@@ -27,3 +27,15 @@ def test_ci_installs_from_that_list_and_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"pip install torch==2\.13\.0 && pip install -e \"\.\[all,test\]\" && (pytest[^\n`]*)", readme)
     assert command and f"\n{command.group(1)}\n" in ci
+
+
+def test_the_package_ships_the_apps_core_for_the_emulated_phone():
+    """`verify --arch arm64` builds android_demo/core for aarch64 from an installed package: setup.py copies every
+    file of that folder into nanodet_deploy/native/app_core, and MANIFEST.in puts them into the sdist."""
+    setup = (ROOT / "setup.py").read_text()
+    listed = re.search(r"APP_CORE = \[([^\]]*)\]", setup)
+    assert listed, "setup.py lists no APP_CORE"
+    shipped = re.findall(r'"([^"]+)"', listed.group(1))
+    assert sorted(shipped) == sorted(p.name for p in (ROOT / "android_demo" / "core").iterdir() if p.is_file())
+    manifest_in = (ROOT / "MANIFEST.in").read_text()
+    assert all(f"android_demo/core/{name}" in manifest_in for name in shipped)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DownloadError
+from ..files import cache_dir, download, sha256_file  # noqa: F401  (cache_dir, sha256_file: this module's API)
 from .config import ModelSpec
 
 RELEASE_URL = "https://github.com/RangiLyu/nanodet/releases/download/v1.0.0-alpha-1/{name}.pth"
@@ -59,18 +58,6 @@ def get_preset(name: str) -> ModelSpec:
             from None
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("NANODET_DEPLOY_CACHE") or Path.home() / ".cache" / "nanodet-deploy")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_checkpoint(name: str, progress: bool = True) -> Path:
     """The cached release checkpoint of zoo model ``name``; downloaded once (temp file + rename)."""
     if name not in ZOO:
@@ -89,7 +76,7 @@ def fetch_checkpoint(name: str, progress: bool = True) -> Path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = _download(entry.url, out, name if progress else None)
+            digest = download(entry.url, out, name if progress else None)
         if entry.sha256 and digest != entry.sha256:
             raise DownloadError(f"{entry.url}: downloaded file has sha256 {digest}, expected {entry.sha256}")
         os.replace(tmp, target)
@@ -101,24 +88,3 @@ def fetch_checkpoint(name: str, progress: bool = True) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def _download(url: str, out, label: str | None, timeout: float = 30.0) -> str:
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        if label is None:
-            while block := response.read(1 << 16):
-                digest.update(block)
-                out.write(block)
-            return digest.hexdigest()
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-        with Progress(TextColumn("downloading {task.description}"), BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), transient=True) as bar:
-            task = bar.add_task(label, total=total)
-            while block := response.read(1 << 16):
-                digest.update(block)
-                out.write(block)
-                bar.advance(task, len(block))
-    return digest.hexdigest()
