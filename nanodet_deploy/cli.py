@@ -129,6 +129,14 @@ HtmlReport = Annotated[bool, typer.Option(
                                  "the images where the boxes differ; for bench the table and plots).")]
 InferPrecision = Annotated[Optional[str], typer.Option(
     "--infer-precision", help="OpenVINO: f32 (default, exact) or bf16 (faster on CPUs with AVX-512 BF16).")]
+Arch = Annotated[str, typer.Option(
+    "--arch", help="host: the gate on this machine. arm64: also the Android app's detector on ncnn's ARM64 "
+                   "kernels, emulated by qemu for each --cpu model in each mode the app offers (ncnn exports; needs "
+                   "the apt packages qemu-user and g++-aarch64-linux-gnu; the program is built once into "
+                   "~/.cache/nanodet-deploy). Emulation is slow: a few seconds per image and mode.")]
+PhoneCpus = Annotated[str, typer.Option(
+    "--cpu", help="--arch arm64: qemu CPU models, comma-separated: cortex-a53 (ARMv8.0), cortex-a76 (ARMv8.2: fp16 "
+                  "arithmetic, dot product), max (+ i8mm, bf16, SVE).")]
 ExportDir = Annotated[Optional[Path], typer.Option(
     "--export", "-e", help="Export folder (from `nanodet-deploy export`): runs its artifact with its own "
                            "backend; needs no other model option.")]
@@ -376,6 +384,31 @@ def _parity_table(reports) -> Table:
     return table
 
 
+def _phone_cpus(arch: str, cpu: str):
+    """The CPU models to emulate (None for --arch host)."""
+    if arch not in ("host", "arm64"):
+        raise typer.BadParameter(f"--arch must be host or arm64, got '{arch}'")
+    return tuple(c for c in cpu.split(",") if c) if arch == "arm64" else None
+
+
+def _phone_table(reports) -> Table:
+    """One row per emulated CPU model x app mode."""
+    table = Table(title="the app on ncnn's ARM64 kernels (emulated) against this machine's export and PyTorch")
+    for column in ("CPU model", "mode", "same detections as here", "agreement vs here", "scores max-abs vs here",
+                   "agreement vs PyTorch", "mAP", "verdict"):
+        table.add_column(column)
+    for p in reports:
+        g, v = p.gate, p.versus_export
+        failed = [c["metric"] for c in g.checks if c["passed"] is False] + \
+            (["app decoding"] if p.app_decodes_as_toolkit != p.images else [])
+        colour = "red" if p.required else "yellow"  # fast fp16 is the user's opt-in: reported, not gated
+        table.add_row(p.cpu, p.mode, f"{p.same_as_export}/{p.images}", _fmt(v.agreement), _fmt(v.score_max_abs),
+                      _fmt(g.agreement), "-" if g.map_artifact is None else f"{g.map_artifact:.4f} vs {g.map_against}",
+                      f"[{colour}]over budget: " + ", ".join(failed) + f"[/{colour}]" if failed
+                      else "[green]pass[/green]")
+    return table
+
+
 def _interval(bounds, scale: float, digits: int) -> str:
     """" (90% a .. b)" for a bootstrap interval, "" without one."""
     return "" if not bounds else f" (90% {scale * bounds[0]:.{digits}f} .. {scale * bounds[1]:.{digits}f})"
@@ -428,7 +461,7 @@ def export(
     android: Annotated[Optional[Path], typer.Option(
         "--android", help="ncnn: also put the accepted export into this Android demo project's assets "
                           "(e.g. android_demo).")] = None,
-    html_report: HtmlReport = True,
+    html_report: HtmlReport = True, arch: Arch = "host", cpu: PhoneCpus = "cortex-a53,cortex-a76",
 ):
     """Export a checkpoint (ONNX Runtime, OpenVINO, MNN or ncnn; FP32, FP16 or INT8), write nanodet.json, and
     gate it against PyTorch.
@@ -456,7 +489,8 @@ def export(
                             dynamic_batch=dynamic_batch, verify_images=verify_images, verify_ann=verify_ann,
                             budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
                             infer_precision=infer_precision, unsafe_load=unsafe_load, u8_input=u8_input,
-                            progress=_progress_factory(bar), html_report=html_report)
+                            progress=_progress_factory(bar), html_report=html_report,
+                            phone_cpus=_phone_cpus(arch, cpu))
     console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {result.summary}, execution "
                   f"{result.report.runtime_precision}", soft_wrap=True)
     console.print(_parity_table([result.report]))
@@ -466,6 +500,10 @@ def export(
     elif result.report.inputs == "calibration images":
         console.print("note: INT8 was gated on its calibration images; pass --verify-images (and --verify-ann) "
                       "for agreement and mAP on images it was not calibrated on", soft_wrap=True)
+    if result.phone:
+        console.print(_phone_table(result.phone))
+        console.print(f"the app's Fast fp16 switch for this export: {result.manifest.fast_fp16} "
+                      f"({result.manifest.fast_fp16_note})", soft_wrap=True)
     if not result.accepted:
         err_console.print(f"rejected: the artifact is over budget; moved to {result.directory}")
         raise typer.Exit(1)
@@ -503,10 +541,11 @@ def verify(
                                    "(its sha256 must match).")] = None,
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
     threads: Threads = None, infer_precision: InferPrecision = None, html_report: HtmlReport = True,
+    arch: Arch = "host", cpu: PhoneCpus = "cortex-a53,cortex-a76",
 ):
     """Run the parity gate on exports again. Writes parity.json; an artifact over budget is moved to
     DIR/rejected/ and the command exits 1 (with --infer-precision, a failure of that execution mode exits 1
-    and leaves the artifact in place)."""
+    and leaves the artifact in place; so does a failure on the emulated phone, --arch arm64)."""
     from .export import verify as run_verify
 
     if ann and not images:
@@ -515,8 +554,11 @@ def verify(
         results = run_verify(directory, images=images, ann=ann, checkpoint=checkpoint,
                              budgets=_budgets(max_score_err, min_agreement, max_map_drop), threads=threads,
                              progress=_progress_factory(bar), infer_precision=infer_precision,
-                             html_report=html_report)
+                             html_report=html_report, phone_cpus=_phone_cpus(arch, cpu))
     console.print(_parity_table([r.report for r in results]))
+    phone = [p for r in results for p in r.phone]
+    if phone:
+        console.print(_phone_table(phone))
     rejected = [str(r.moved_to) for r in results if r.moved_to]
     failed = [str(r.folder) for r in results if not r.report.passed]
     if rejected:
@@ -524,7 +566,15 @@ def verify(
     elif failed:
         err_console.print(f"over budget with --infer-precision {infer_precision} (artifacts left in place): "
                           f"{', '.join(failed)}")
-    if failed:
+    phone_failed = [str(r.folder) for r in results if not r.phone_passed]
+    if phone_failed:
+        err_console.print(f"over budget on the emulated phone in the app's default mode (left in place): "
+                          f"{', '.join(phone_failed)}")
+    fast_over = sorted({str(r.folder) for r in results for p in r.phone if not p.required and not p.passed})
+    if fast_over:
+        err_console.print(f"note: the app's Fast fp16 is over budget for {', '.join(fast_over)}; `export --arch "
+                          f"arm64` records that in nanodet.json (fast_fp16: forbidden) and the app keeps it off")
+    if failed or phone_failed:
         raise typer.Exit(1)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
@@ -34,6 +34,12 @@ class ExportResult:
     report: ParityReport
     conversion: dict
     summary: str = ""        # the converter's one line on what it made
+    phone: list = field(default_factory=list)  # phone.PhoneReport per CPU model x app mode (phone_cpus)
+
+    @property
+    def phone_passed(self) -> bool:
+        """The app's default mode kept the budgets on every emulated CPU model (fast fp16 is reported only)."""
+        return all(p.passed for p in self.phone if p.required)
 
     @property
     def accepted(self) -> bool:
@@ -47,7 +53,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
            dynamic_batch: bool = False, verify_images: str | Path | None = None,
            verify_ann: str | Path | None = None, budgets: Budgets | None = None, threads: int | None = None,
            infer_precision: str | None = None, unsafe_load: bool = False, u8_input: bool = False,
-           progress=None, html_report: bool = True) -> ExportResult:
+           progress=None, html_report: bool = True, phone_cpus=None) -> ExportResult:
     """Export ``checkpoint`` to target ``to`` (a name in ``nanodet_deploy.targets.TARGETS``) in ``precision``
     under ``out`` and gate it against PyTorch.
 
@@ -58,7 +64,10 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``u8_input`` (OpenVINO)
     puts the normalisation into the model: it takes the warped 8-bit image (manifest ``input_format``).
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
-    ``html_report`` writes ``report.html`` (nanodet_deploy.report) beside ``parity.json``.
+    ``html_report`` writes ``report.html`` (nanodet_deploy.report) beside ``parity.json``. ``phone_cpus`` (ncnn):
+    the accepted export also through the Android app's detector on ncnn's ARM64 kernels, emulated per CPU model
+    (``phone_gate``); its reports go into parity.json and ``ExportResult.phone`` (a failure there is the phone
+    mode's: the export is still published).
     """
     from .converters.calibration import calibration_images, check_keep_float
     from .model import load
@@ -68,6 +77,13 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     options = {"opset": opset, "dynamic_batch": dynamic_batch or None, "calib_method": calib_method,
                "keep_float": None if keep_float is None else tuple(keep_float), "u8_input": u8_input or None}
     check_options(target, precision, options)
+    if phone_cpus:
+        from .phone import check_cpus, check_tools
+
+        if target.backend != "ncnn":
+            raise UsageError(f"--arch arm64 needs --to ncnn (the Android app runs ncnn), not --to {to}")
+        check_cpus(phone_cpus)
+        check_tools()
     converter = target.converter_module()  # a missing backend package fails here, before any work
     if options["calib_method"] is not None and calib_method not in converter.CALIBRATION_METHODS:
         raise UsageError(f"--to {to} calibration methods: {', '.join(converter.CALIBRATION_METHODS)} "
@@ -105,20 +121,28 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
         # INT8 is always gated on real images: without --verify-images, on the calibration images (its label-free
         # floors need real content; on synthetic noise a broken calibration scores like a good one)
         on_calibration = precision == "int8" and verify_images is None
-        report = gate(staging, TorchRuntime(loaded.module, threads=threads), manifest,
-                      calib_paths if on_calibration else verify_images, verify_ann, budgets, threads, progress,
+        reference = TorchRuntime(loaded.module, threads=threads)
+        gate_images = calib_paths if on_calibration else verify_images
+        report = gate(staging, reference, manifest, gate_images, verify_ann, budgets, threads, progress,
                       infer_precision=infer_precision)
         if on_calibration:
             report.inputs = "calibration images"
+        phone = phone_gate(staging, reference, manifest, phone_cpus, gate_images, verify_ann, budgets, threads,
+                           progress) if phone_cpus and report.passed else []
+        if phone:
+            _apply_phone(report, phone, manifest)
+            write_manifest(staging, manifest)
         report.artifact = str(out if report.passed else out / REJECTED_DIR)  # where it is about to go
-        write_report(staging / PARITY_NAME, [report], budgets)
+        for phone_report in phone:
+            phone_report.gate.artifact = report.artifact
+        write_report(staging / PARITY_NAME, [report], budgets, phone)
         if html_report:
             from .report import parity_report
 
             parity_report(staging / PARITY_NAME, images=calib_paths if on_calibration else verify_images,
                           label=report.artifact)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
-        return ExportResult(directory, manifest, report, conversion, converter.describe(conversion))
+        return ExportResult(directory, manifest, report, conversion, converter.describe(conversion), phone)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
@@ -128,17 +152,9 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
 def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, budgets: Budgets | None = None,
          threads: int | None = None, progress=None, **runtime_options) -> ParityReport:
     """The parity gate for one export folder: same input tensors through ``reference`` and the artifact."""
-    from .evaluate import CocoSet
-    from .images import collect_images
     from .runtimes import open_export
 
-    coco_set = CocoSet.load(images, ann) if ann else None
-    if coco_set is not None:
-        inputs = [path for _, path in coco_set.images]
-    elif images is not None:
-        inputs = list(images) if isinstance(images, (list, tuple)) else collect_images([images])
-    else:
-        inputs = synthetic_images()
+    inputs, coco_set = gate_inputs(images, ann)
     artifact = open_export(directory, manifest, threads=threads, **runtime_options)
     advance = progress(f"parity {manifest.backend} {manifest.precision}", len(inputs)) if progress else None
     report = compare(reference, artifact, manifest.processing_config(), inputs, coco_set=coco_set,
@@ -146,6 +162,44 @@ def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, 
     report.artifact, report.precision = str(directory), manifest.precision  # export() sets the final place
     report.inputs = "synthetic" if images is None else "images"
     return report.apply(budgets or Budgets())
+
+
+def gate_inputs(images=None, ann=None) -> tuple[list, object]:
+    """(the gate's inputs: image paths, or seeded noise images without ``images``; the CocoSet with ``ann``)."""
+    from .evaluate import CocoSet
+    from .images import collect_images
+
+    coco_set = CocoSet.load(images, ann) if ann else None
+    if coco_set is not None:
+        return [path for _, path in coco_set.images], coco_set
+    if images is not None:
+        return (list(images) if isinstance(images, (list, tuple)) else collect_images([images])), None
+    return synthetic_images(), None
+
+
+def phone_gate(directory: Path, reference, manifest: Manifest, cpus, images=None, ann=None,
+               budgets: Budgets | None = None, threads: int | None = None, progress=None) -> list:
+    """The gate's checks on the emulated phone (phone.py): the app's detector on ncnn's ARM64 kernels for each
+    CPU model of ``cpus`` in each mode the app offers, on the gate's images."""
+    from .phone import compare_on_phone
+
+    inputs, coco_set = gate_inputs(images, ann)
+    return compare_on_phone(directory, manifest, reference, inputs, cpus=cpus, coco_set=coco_set, budgets=budgets,
+                            threads=threads, progress=progress, detections=images is not None)
+
+
+def _apply_phone(report: ParityReport, phone: list, manifest: Manifest) -> None:
+    """The emulated phone's verdict, part of an export's gate: the app's default mode over budget on a CPU model
+    fails the export (a "phone" check); the "Fast fp16" modes set the manifest's ``fast_fp16``."""
+    from .phone import fast_fp16_verdict
+
+    failed = [p for p in phone if p.required and not p.passed]
+    report.checks.append({"metric": "phone", "budget": "the gate's budgets on the emulated phone", "value": None,
+                          "passed": not failed,
+                          "note": "; ".join(f"{p.cpu} {p.mode} over budget" for p in failed) or
+                                  f"{len({p.cpu for p in phone})} CPU models, the app's default mode"})
+    report.passed = report.passed and not failed
+    manifest.fast_fp16, manifest.fast_fp16_note = fast_fp16_verdict(phone)
 
 
 STAGING_PREFIX = ".staging."
@@ -228,8 +282,10 @@ def reject_in_place(directory: Path) -> Path:
 
 
 def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None, budgets: Budgets | None = None,
-                   threads: int | None = None, progress=None, **runtime_options) -> list[tuple[Path, ParityReport]]:
-    """The parity gate on an export folder, or on every export folder directly inside ``directory``."""
+                   threads: int | None = None, progress=None, phone_cpus=None,
+                   **runtime_options) -> list[tuple[Path, ParityReport, list]]:
+    """The parity gate on an export folder, or on every export folder directly inside ``directory``; with
+    ``phone_cpus`` also on the emulated phone (``phone_gate``; ncnn exports), whose reports are the third item."""
     from .model import load
     from .runtimes.torch import TorchRuntime
 
@@ -238,6 +294,14 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
         sorted(p for p in directory.iterdir() if (p / MANIFEST_NAME).is_file()) if directory.is_dir() else []
     if not folders:
         read_manifest(directory)  # raises the precise error (no folder / no nanodet.json)
+    if phone_cpus:
+        from .phone import check_cpus, check_tools
+
+        check_cpus(phone_cpus)
+        check_tools()  # before any work: one line naming the apt packages
+        if not any(read_manifest(folder).backend == "ncnn" for folder in folders):
+            raise UsageError(f"{directory}: --arch arm64 runs ncnn exports on the emulated phone; "
+                             f"no ncnn export here")
     results = []
     references = {}
     for folder in folders:
@@ -253,9 +317,11 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
         if loaded.sha256 != manifest.checkpoint_sha256:
             raise UsageError(f"{folder}: checkpoint {source} is not the one this export was made from "
                               f"(sha256 {loaded.sha256[:12]}… vs {manifest.checkpoint_sha256[:12]}…)")
-        report = gate(folder, TorchRuntime(loaded.module, threads=threads), manifest, images, ann, budgets,
-                      threads, progress, **runtime_options)
-        results.append((folder, report))
+        reference = TorchRuntime(loaded.module, threads=threads)
+        report = gate(folder, reference, manifest, images, ann, budgets, threads, progress, **runtime_options)
+        phone = phone_gate(folder, reference, manifest, phone_cpus, images, ann, budgets, threads, progress) \
+            if phone_cpus and manifest.backend == "ncnn" else []
+        results.append((folder, report, phone))
     return results
 
 
@@ -264,26 +330,34 @@ class VerifyResult:
     folder: Path                  # the export folder verified
     report: ParityReport
     moved_to: Path | None = None  # its rejected/ folder when it failed and was moved there
+    phone: list = field(default_factory=list)  # phone.PhoneReport per CPU model x app mode (--arch arm64)
+
+    @property
+    def phone_passed(self) -> bool:
+        """The app's default mode kept the budgets on every emulated CPU model (fast fp16 is reported only)."""
+        return all(p.passed for p in self.phone if p.required)
 
 
 def verify(directory: str | Path, images=None, ann=None, checkpoint=None, budgets: Budgets | None = None,
            threads: int | None = None, progress=None, infer_precision: str | None = None,
-           html_report: bool = True) -> list[VerifyResult]:
+           html_report: bool = True, phone_cpus=None) -> list[VerifyResult]:
     """The parity gate again on an export folder (or every export folder inside ``directory``), with its policy:
     each report is written to ``parity.json``; an artifact over budget is moved to ``FOLDER/rejected/`` (its
     parity.json with it) — except under a chosen ``infer_precision``, whose failure is the execution mode's, not
-    the artifact's: it stays in place."""
+    the artifact's: it stays in place. ``phone_cpus``: the gate also on the emulated phone (ncnn exports; its
+    reports go into parity.json's "phone" list; a failure there is the phone mode's and leaves the artifact in
+    place)."""
     budgets = budgets or Budgets()
     results = []
-    for folder, report in verify_exports(directory, images, ann, checkpoint, budgets, threads, progress,
-                                         infer_precision=infer_precision):
+    for folder, report, phone in verify_exports(directory, images, ann, checkpoint, budgets, threads, progress,
+                                                phone_cpus=phone_cpus, infer_precision=infer_precision):
         moved = None if report.passed or infer_precision else reject_in_place(folder)
-        write_report((moved or folder) / PARITY_NAME, [report], budgets)
+        write_report((moved or folder) / PARITY_NAME, [report], budgets, phone)
         if html_report:
             from .report import parity_report
 
             parity_report((moved or folder) / PARITY_NAME, images=images, label=str(moved or folder))
-        results.append(VerifyResult(folder, report, moved))
+        results.append(VerifyResult(folder, report, moved, phone))
     return results
 
 

@@ -40,6 +40,7 @@ PRECISIONS = ("fp32", "fp16", "int8", "weight-int8")
 COLOR_ORDERS = ("BGR",)                      # what processing.preprocess feeds
 RESIZE_MODES = ("warpPerspective linear",)   # what processing.preprocess does
 BATCH_MODES = ("1", "dynamic")
+FAST_FP16 = ("allowed", "verified", "forbidden")
 
 
 @dataclass
@@ -70,6 +71,10 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)   # package -> version used to make it
     conversion: dict = field(default_factory=dict)           # options: opset, calibration, excluded nodes...
     checksums: dict[str, dict] = field(default_factory=dict)  # file name -> {"sha256": hex, "bytes": size}
+    # the Android app's "Fast fp16" switch (ncnn exports): "allowed" (not measured), "verified" or "forbidden"
+    # (over the gate's budgets on the emulated phone, `export --arch arm64`; the app then keeps it off), and why
+    fast_fp16: str = "allowed"
+    fast_fp16_note: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -198,6 +203,8 @@ def _problems(m: Manifest):
     if not (isinstance(m.versions, dict) and all(_is_text(k, 100) and _is_text(v, 100) for k, v in m.versions.items())):
         yield "versions must map package names to versions"
     yield None if isinstance(m.conversion, dict) else "conversion must be an object"
+    yield None if m.fast_fp16 in FAST_FP16 else f"fast_fp16 must be one of {', '.join(FAST_FP16)}"
+    yield None if _is_text(m.fast_fp16_note) else "fast_fp16_note must be text"
     if not isinstance(m.checksums, dict) or not all(
             isinstance(c, dict) and _is_text(c.get("sha256"), 64) and _is_int(c.get("bytes"), 0, 1 << 40)
             for c in m.checksums.values()):

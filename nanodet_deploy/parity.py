@@ -155,67 +155,88 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
             detections: bool = True) -> ParityReport:
     """Run ``images`` (BGR arrays, or paths) through both runtimes; tensor errors, and unless ``detections``
     is False (synthetic inputs, where boxes mean nothing) agreement and mAP."""
-    from .evaluate import coco_map, map_against_detections
     from .images import read_image
 
-    c = processing.num_classes
-    score_cos, dist_cos = _Cosine(), _Cosine()
-    score_err = dist_err = 0.0
-    nonfinite = 0
-    ref_dets, art_dets, sources, image_errors = [], [], [], []
+    comparison = Comparison(processing, backend=getattr(artifact, "backend", "?"),
+                            precision=getattr(artifact, "precision", "?"))
     for image in images:
-        sources.append(None if isinstance(image, np.ndarray) else str(image))
+        source = None if isinstance(image, np.ndarray) else str(image)
         image = read_image(image) if not isinstance(image, np.ndarray) else image
         # an export that normalises in its graph gets the 8-bit image (its own input path is what is measured);
         # the reference, that image normalised: one warp for both
         art_input, matrix = preprocess(image, processing, input_format_of(artifact))
         tensor = art_input if input_format_of(artifact) == FLOAT_NCHW else normalise(art_input[0], processing)
-        ref_raw, art_raw = reference.run(tensor)[0], artifact.run(art_input)[0]
-        nonfinite += int((~np.isfinite(ref_raw)).sum() + (~np.isfinite(art_raw)).sum())
-        image_errors.append(_max_abs(ref_raw[:, :c] - art_raw[:, :c]))
-        score_err = max(score_err, image_errors[-1])
-        dist_err = max(dist_err, _max_abs(ref_raw[:, c:] - art_raw[:, c:]))
-        score_cos.add(ref_raw[:, :c], art_raw[:, :c])
-        dist_cos.add(ref_raw[:, c:], art_raw[:, c:])
-        size = (image.shape[1], image.shape[0])
-        ref_dets.append(postprocess(ref_raw, matrix, size, processing))
-        art_dets.append(postprocess(art_raw, matrix, size, processing))
+        comparison.add(reference.run(tensor)[0], artifact.run(art_input)[0], matrix,
+                       (image.shape[1], image.shape[0]), source)
         if progress:
             progress()
-    report = ParityReport(artifact="", backend=getattr(artifact, "backend", "?"),
-                          precision=getattr(artifact, "precision", "?"),
-                          runtime_precision=getattr(artifact, "precision", "?"), inputs="images",
-                          images=len(ref_dets), nonfinite_outputs=nonfinite, score_max_abs=score_err,
-                          score_cosine=score_cos.value,
-                          distance_max_abs=dist_err, distance_cosine=dist_cos.value)
-    if not detections:
-        return report
-    from .evaluate import bootstrap_counts, interval_of, paired_bootstrap
+    return comparison.report(coco_set, detections)
 
-    report.differing_images = differing_images(ref_dets, art_dets, sources, image_errors)
-    per_image = np.array([agreement_counts(ref, art) for ref, art in zip(ref_dets, art_dets)], np.float64)
-    matched, total = per_image.sum(axis=0) if len(per_image) else (0, 0)
-    report.reference_detections = int(total)
-    report.agreement = float(matched / total) if total else None
-    counts = bootstrap_counts(len(ref_dets))
-    if total:
-        drawn = counts @ per_image
-        report.agreement_interval = interval_of(drawn[:, 0] / np.maximum(drawn[:, 1], 1))
-    if coco_set is not None:
-        ids = [image_id for image_id, _ in coco_set.images]
-        report.map_against = "annotations"
-        reference_map = coco_map(coco_set, zip(ids, ref_dets), c, per_class=True)
-        artifact_map = coco_map(coco_set, zip(ids, art_dets), c, per_class=True)
-        report.map_reference, report.map_artifact = reference_map["map"], artifact_map["map"]
-        report.map_drop_by_class = class_losses(reference_map["per_class"], artifact_map["per_class"])
-        report.map_drop_interval = paired_bootstrap(coco_set, ref_dets, art_dets, counts)
-    elif total:
-        report.map_against = "pytorch"
-        report.map_reference, report.map_artifact = 1.0, map_against_detections(ref_dets, art_dets, c,
-                                                                                 AGREEMENT_MIN_SCORE)
-    if report.map_reference is not None:
-        report.map_drop = report.map_reference - report.map_artifact
-    return report
+
+class Comparison:
+    """The gate's figures for one artifact against a reference, image by image: ``add`` both raw outputs of an
+    image, ``report`` at the end. Used by ``compare`` (two runtimes) and by the emulated phone (phone.py), whose
+    outputs come from another process."""
+
+    def __init__(self, processing: ProcessingConfig, backend: str, precision: str):
+        self.processing, self.backend, self.precision = processing, backend, precision
+        self.score_cos, self.dist_cos = _Cosine(), _Cosine()
+        self.score_err = self.dist_err = 0.0
+        self.nonfinite = 0
+        self.ref_dets, self.art_dets, self.sources, self.image_errors = [], [], [], []
+
+    def add(self, ref_raw: np.ndarray, art_raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
+            source: str | None = None, art_dets: Detections | None = None) -> None:
+        """One image's raw outputs [num_points, channels]; ``art_dets``: the artifact's detections when its own
+        code decoded them (default: ``postprocess`` of ``art_raw``)."""
+        c = self.processing.num_classes
+        self.sources.append(source)
+        self.nonfinite += int((~np.isfinite(ref_raw)).sum() + (~np.isfinite(art_raw)).sum())
+        self.image_errors.append(_max_abs(ref_raw[:, :c] - art_raw[:, :c]))
+        self.score_err = max(self.score_err, self.image_errors[-1])
+        self.dist_err = max(self.dist_err, _max_abs(ref_raw[:, c:] - art_raw[:, c:]))
+        self.score_cos.add(ref_raw[:, :c], art_raw[:, :c])
+        self.dist_cos.add(ref_raw[:, c:], art_raw[:, c:])
+        self.ref_dets.append(postprocess(ref_raw, matrix, image_size, self.processing))
+        self.art_dets.append(art_dets if art_dets is not None else
+                             postprocess(art_raw, matrix, image_size, self.processing))
+
+    def report(self, coco_set=None, detections: bool = True) -> ParityReport:
+        from .evaluate import bootstrap_counts, coco_map, interval_of, map_against_detections, paired_bootstrap
+
+        c = self.processing.num_classes
+        ref_dets, art_dets = self.ref_dets, self.art_dets
+        report = ParityReport(artifact="", backend=self.backend, precision=self.precision,
+                              runtime_precision=self.precision, inputs="images", images=len(ref_dets),
+                              nonfinite_outputs=self.nonfinite, score_max_abs=self.score_err,
+                              score_cosine=self.score_cos.value, distance_max_abs=self.dist_err,
+                              distance_cosine=self.dist_cos.value)
+        if not detections:
+            return report
+        report.differing_images = differing_images(ref_dets, art_dets, self.sources, self.image_errors)
+        per_image = np.array([agreement_counts(ref, art) for ref, art in zip(ref_dets, art_dets)], np.float64)
+        matched, total = per_image.sum(axis=0) if len(per_image) else (0, 0)
+        report.reference_detections = int(total)
+        report.agreement = float(matched / total) if total else None
+        counts = bootstrap_counts(len(ref_dets))
+        if total:
+            drawn = counts @ per_image
+            report.agreement_interval = interval_of(drawn[:, 0] / np.maximum(drawn[:, 1], 1))
+        if coco_set is not None:
+            ids = [image_id for image_id, _ in coco_set.images]
+            report.map_against = "annotations"
+            reference_map = coco_map(coco_set, zip(ids, ref_dets), c, per_class=True)
+            artifact_map = coco_map(coco_set, zip(ids, art_dets), c, per_class=True)
+            report.map_reference, report.map_artifact = reference_map["map"], artifact_map["map"]
+            report.map_drop_by_class = class_losses(reference_map["per_class"], artifact_map["per_class"])
+            report.map_drop_interval = paired_bootstrap(coco_set, ref_dets, art_dets, counts)
+        elif total:
+            report.map_against = "pytorch"
+            report.map_reference, report.map_artifact = 1.0, map_against_detections(ref_dets, art_dets, c,
+                                                                                     AGREEMENT_MIN_SCORE)
+        if report.map_reference is not None:
+            report.map_drop = report.map_reference - report.map_artifact
+        return report
 
 
 def differing_images(reference: list[Detections], artifact: list[Detections], sources: list[str | None],
@@ -387,10 +408,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
-def write_report(path: Path, reports: list[ParityReport], budgets: Budgets) -> None:
+def write_report(path: Path, reports: list[ParityReport], budgets: Budgets, phone=()) -> None:
+    """parity.json: the budgets, each artifact's report and, after ``--arch arm64``, the emulated phone's
+    (phone.PhoneReport, one per CPU model x app mode)."""
     from .files import write_text_atomic
 
     document = {"budgets": asdict(budgets), "artifacts": [r.to_dict() for r in reports]}
+    if phone:
+        document["phone"] = [p.to_dict() for p in phone]
     write_text_atomic(path, json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n")
 
 

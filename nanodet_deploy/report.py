@@ -147,8 +147,43 @@ def parity_report(parity_json: Path, out: Path | None = None, images=None, label
                    "classes": len(manifest.class_names),
                    "checkpoint": Path(str(manifest.conversion.get("checkpoint", ""))).name or None}
     return _render("parity.html.j2", Path(out) if out else folder / REPORT_NAME, parity_json,
-                   folder=label or str(folder),
-                   summary=summary, artifacts=artifacts, budgets=document.get("budgets") or {})
+                   folder=label or str(folder), summary=summary, artifacts=artifacts,
+                   budgets=document.get("budgets") or {}, phone=_phone_rows(parity_json, document.get("phone")))
+
+
+def _phone_rows(parity_json: Path, phone) -> list[dict]:
+    """parity.json's "phone" list (--arch arm64) as the page shows it; a malformed entry is one line, exit 2."""
+    from .phone import FAST_SUFFIX
+
+    if phone is None:
+        return []
+    if not isinstance(phone, list):
+        raise UsageError(f"{parity_json}: 'phone' is not a list")
+    rows = []
+    try:
+        for entry in phone:
+            gate, versus = entry["gate"], entry["versus_export"]
+            rows.append({"cpu": str(entry["cpu"]), "mode": str(entry["mode"]), "images": int(entry["images"]),
+                         "required": not str(entry["mode"]).endswith(FAST_SUFFIX),
+                         "same_as_export": int(entry["same_as_export"]),
+                         "app_decodes_as_toolkit": int(entry["app_decodes_as_toolkit"]),
+                         "passed": entry["passed"] is True,
+                         "failed": [str(c["metric"]) for c in gate["checks"] if c["passed"] is False],
+                         "gate": {k: _number(gate.get(k)) for k in ("agreement", "map_artifact")}
+                         | {"map_against": str(gate.get("map_against"))},
+                         "versus_export": {k: _number(versus.get(k)) for k in ("agreement", "score_max_abs")}})
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{parity_json}: malformed 'phone' entry ({e.__class__.__name__}: {e})") from None
+    return rows
+
+
+def _number(value):
+    """A figure from untrusted JSON: a number, "nan"/"inf" as parity.json writes them, or None."""
+    if value is None or isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{value!r} is not a number")
+    return value
 
 
 def bench_report(bench_json: Path, out: Path | None = None) -> Path:

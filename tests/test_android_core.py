@@ -14,6 +14,7 @@ from nanodet_deploy.detector import Detector, processing_config
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import read_manifest
 from nanodet_deploy.model import ModelSpec, build_model, get_preset
+from nanodet_deploy.phone import config_text
 from nanodet_deploy.processing import Detections, postprocess, preprocess
 
 from .helpers import ROOT, VAL_IMAGES, assert_same_code_detections, export_cli, weights
@@ -45,16 +46,6 @@ def core_cli_builds(core_cli, tmp_path_factory):
     baseline = build_core_cli(tmp_path_factory.mktemp("core-build-baseline"),
                               "-DCMAKE_CXX_FLAGS=-DNANODET_NO_SIMD_DISPATCH")
     return {"dispatched": core_cli, "baseline": baseline}
-
-
-def config_text(processing) -> str:
-    """What the app passes to the core from nanodet.json (MainActivity reads the same keys)."""
-    return "\n".join([f"input_size {processing.input_size[0]} {processing.input_size[1]}",
-                      f"num_classes {processing.num_classes}", f"reg_max {processing.reg_max}",
-                      "strides " + " ".join(map(str, processing.strides)),
-                      "mean " + " ".join(map(repr, processing.mean)), "std " + " ".join(map(repr, processing.std)),
-                      f"keep_ratio {int(processing.keep_ratio)}", f"score_thr {processing.score_thr!r}",
-                      f"iou_thr {processing.iou_thr!r}", f"max_dets {processing.max_dets}"]) + "\n"
 
 
 def native_detections(cli, tmp_path, processing, raw, size):

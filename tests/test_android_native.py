@@ -1,8 +1,8 @@
 """The Android app's own code on the host, against real ncnn: the phone's path from the manifest to the boxes.
 
 - ncnn's C++ library is built from the source the package registry distributes (the ``ncnn`` sdist on PyPI, the
-  version of the Python wheel, pinned in android_demo/core/ncnn.cmake; tests/native_build.py, cached under
-  ~/.cache/nanodet-deploy);
+  version of the Python wheel, pinned in android_demo/core/ncnn.cmake; built by nanodet_deploy/native/ncnn_build.py,
+  cached under ~/.cache/nanodet-deploy);
 - the app's native code — the unmodified app/src/main/jni/nanodet_jni.cpp, android_demo/core (the detector:
   precision options from the manifest, preprocess -> ncnn -> postprocess) — is linked into the app's JNI
   library, with host stand-ins for the NDK's bitmap/asset/log calls (tests/android_host/shim);
@@ -29,12 +29,13 @@ import pytest
 
 from nanodet_deploy.images import read_image
 from nanodet_deploy.manifest import read_manifest
+from nanodet_deploy.native.ncnn_build import build_core_cli, build_ncnn
 from nanodet_deploy.parity import SAME_LIBRARY, same_detections
 from nanodet_deploy.processing import SCORE_THR, Detections
-from nanodet_deploy.runtimes.ncnn import PRECISION_OPTIONS
+from nanodet_deploy.runtimes.ncnn import PRECISION_OPTIONS, precision_options
 
 from .helpers import CALIB_IMAGES, ROOT, VAL_IMAGES, report, run_cli
-from .native_build import NCNN_VERSION, build_ncnn, extra_options, kotlin_compiler
+from .native_build import NCNN_VERSION, extra_options, kotlin_compiler
 
 APP = ROOT / "android_demo"
 HOST = ROOT / "tests" / "android_host"
@@ -58,7 +59,7 @@ def java_home() -> Path:
 
 @pytest.fixture(scope="module")
 def ncnn_package(request):
-    package, seconds = build_ncnn()
+    package, seconds = build_ncnn(extra=extra_options())
     report(request, f"ncnn {NCNN_VERSION} from the PyPI sdist: "
            + (f"built in {seconds:.0f} s" if seconds else "cached build")
            + "".join(f", -D{name}={value}" for name, value in extra_options().items()))
@@ -66,13 +67,9 @@ def ncnn_package(request):
 
 
 @pytest.fixture(scope="module")
-def app_cli(ncnn_package, tmp_path_factory):
-    """The core's host driver linked with the app's detector (for its precision switches)."""
-    build = tmp_path_factory.mktemp("core-ncnn-build")
-    run(["cmake", "-S", APP / "core", "-B", build, "-DNANODET_CORE_CLI=ON", "-DCMAKE_BUILD_TYPE=Release",
-         f"-Dncnn_DIR={ncnn_package}"])
-    run(["cmake", "--build", build, "--parallel", "2"])
-    return build / "nanodet_core_cli"
+def app_cli(ncnn_package):
+    """The core's command-line driver linked with the app's detector (its precision switches, its detect mode)."""
+    return build_core_cli(extra=extra_options())[0]
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +176,11 @@ def test_the_app_builds_the_ncnn_version_the_exporter_runs():
 
 
 def test_the_apps_precision_switches_are_the_toolkits(app_cli):
-    """The manifest's precision sets ncnn's switches as runtimes/ncnn.py does (fp16/bf16 off for FP32 and INT8);
-    "fast fp16" turns fp16 on for any export."""
-    for precision, expected in PRECISION_OPTIONS.items():
+    """The manifest's precision sets ncnn's switches as runtimes/ncnn.py does on this machine (fp16/bf16 off for
+    FP32 and INT8, fp16 storage without fp16 arithmetic for FP16, INT8 unpacked on x86); "fast fp16" turns fp16
+    storage and arithmetic on for any export."""
+    for precision in PRECISION_OPTIONS:
+        expected = precision_options(precision)
         for fast in (False, True):
             result = subprocess.run([str(app_cli), "options", precision, str(int(fast))], capture_output=True,
                                     text=True, check=True)
@@ -217,6 +216,22 @@ def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, f
     fast, running = app_detections(app, export, bitmaps, tmp_path, fast_fp16=True)
     assert running == "precision fp32 + fast fp16"
     print_row(request, "FP32 with fast fp16", agreement(fast, toolkit), running)
+
+
+def test_a_manifest_that_forbids_fast_fp16_keeps_it_off(app, fp32_export, tmp_path):
+    """`export --arch arm64` writes fast_fp16: forbidden when fp16 arithmetic was over budget on the emulated
+    phone; the app's own NanoDetNative.load then runs the verified mode whatever the switch says."""
+    assets = app_assets(fp32_export, tmp_path)
+    manifest = json.loads((assets / "nanodet.json").read_text())
+    (assets / "nanodet.json").write_text(json.dumps({**manifest, "fast_fp16": "forbidden",
+                                                     "fast_fp16_note": "cortex-a76: agreement 0.97"}))
+    one = tmp_path / "one"
+    one.mkdir()
+    image = read_image(IMAGES[0])
+    cv2.cvtColor(image, cv2.COLOR_BGR2RGBA).tofile(one / "a.rgba")
+    (one / "list.txt").write_text(f"{one / 'a.rgba'} {image.shape[1]} {image.shape[0]}\n")
+    result = app(assets, one / "list.txt", fast_fp16=True)
+    assert result.returncode == 0 and result.stderr.strip() == "precision fp32", result.stderr
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
@@ -268,6 +283,8 @@ def test_the_app_says_what_is_wrong_with_its_assets(app, bitmaps, fp32_export, t
     assert "std values must be positive" in message(
         lambda d: (d / "nanodet.json").write_text(json.dumps({**manifest, "std": [0, 1, 1]})))
     assert "missing model files in assets: model.param, model.bin" in message(lambda d: (d / "model.bin").unlink())
+    assert "fast_fp16 'sometimes' is not one of" in message(
+        lambda d: (d / "nanodet.json").write_text(json.dumps({**manifest, "fast_fp16": "sometimes"})))
 
     def resize(size):
         def edit(folder):

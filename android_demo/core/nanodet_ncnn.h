@@ -13,15 +13,17 @@ namespace nanodet {
 
 // ncnn's precision switches, decided by the export's precision exactly as nanodet_deploy/runtimes/ncnn.py
 // (PRECISION_OPTIONS) does, so the phone runs what the parity gate verified: fp32 and int8 exports with fp16 and
-// bf16 off (ncnn's default is on, which ARMv8.2 phones honour), fp16 exports with fp16 storage and arithmetic.
-// fast_fp16 is the user's opt-in: fp16 storage/arithmetic for the float layers of any export (faster on
-// phones, not what was verified).
+// bf16 off (ncnn's default is on, which ARMv8.2 phones honour), fp16 exports with fp16 storage and fp32
+// arithmetic. fast_fp16 is the user's opt-in: fp16 storage and arithmetic for the float layers of any export
+// (faster on ARMv8.2 phones; not what was verified: the emulated phone measures what it costs, and a manifest
+// can forbid it, ModelManifest.kt). A CPU without fp16 arithmetic (ARMv8.0) runs fp32 either way.
 struct PrecisionOptions {
     bool use_fp16_storage = false;
     bool use_fp16_packed = false;
     bool use_fp16_arithmetic = false;
     bool use_bf16_storage = false;
     bool use_int8_inference = false;
+    bool use_packing_layout = true;  // off for int8 on x86 (nanodet_ncnn.cpp says why)
 };
 
 // false for a precision that is not fp32, fp16 or int8
@@ -49,9 +51,10 @@ public:
               std::vector<unsigned char> weights, std::string* error);
 
     // interleaved BGR8 (row stride in bytes) -> detections in image pixels, best first; empty on failure with
-    // the reason in *error
+    // the reason in *error. raw (optional): the network's output [num_points, channels] it decoded, for
+    // comparisons with other kernels (core_cli's detect mode)
     std::vector<Detection> detect(const uint8_t* bgr, int width, int height, int stride, float score_threshold,
-                                  std::string* error);
+                                  std::string* error, std::vector<float>* raw = nullptr);
 
     // what runs, for the screen: "fp32", "int8", "fp16", with " + fast fp16" or " (GPU)"
     std::string running_precision() const;

@@ -8,27 +8,46 @@ mapped to that layout here, in ``_levels_to_raw`` and nowhere else.
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
-import numpy as np
-
 import ncnn
+import numpy as np
 
 from ..errors import ArtifactError, UsageError
 from ..ncnn_format import read as read_ncnn
 
 # precision -> ncnn options. FP32 turns fp16/bf16 storage off (ncnn's default is on: not exact); FP16 models
-# store FP16 weights and run with FP16 storage (and FP16 arithmetic where the CPU has it); INT8 models run
-# their quantized layers with int8 kernels and the rest in FP32.
+# store FP16 weights and run with FP16 storage and FP32 arithmetic; INT8 models run their quantized layers with
+# int8 kernels and the rest in FP32. FP16 arithmetic is off for FP16 too: x86 has none (the flag changes no bit
+# here), and on ARMv8.2 phones it moves scores by up to 2e-2 (phone.py, README "Phone"): the Android app runs
+# these same options (android_demo/core/nanodet_ncnn.cpp), fp16 arithmetic only under its "Fast fp16" switch.
 PRECISION_OPTIONS = {
     "fp32": {"use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False,
-             "use_bf16_storage": False, "use_int8_inference": False},
-    "fp16": {"use_fp16_storage": True, "use_fp16_packed": True, "use_fp16_arithmetic": True,
-             "use_bf16_storage": False, "use_int8_inference": False},
+             "use_bf16_storage": False, "use_int8_inference": False, "use_packing_layout": True},
+    "fp16": {"use_fp16_storage": True, "use_fp16_packed": True, "use_fp16_arithmetic": False,
+             "use_bf16_storage": False, "use_int8_inference": False, "use_packing_layout": True},
     "int8": {"use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False,
-             "use_bf16_storage": False, "use_int8_inference": True},
+             "use_bf16_storage": False, "use_int8_inference": True, "use_packing_layout": True},
 }
+# INT8 on x86 without the packed layout: ncnn's pack-8 depthwise INT8 kernel there dequantizes with an approximate
+# reciprocal (_mm_rcp_ps, 12 bits, whose table differs between CPU vendors; src/layer/x86/convolutiondepthwise_x86.cpp
+# of ncnn 1.0.20261020, line 945) where every other kernel, ARM's included, divides exactly. Measured, 416, val-dev:
+# x86 packed vs the emulated phone (cortex-a76) max |Δscore| 0.072 on 3 of 3 images; unpacked vs the phone 6e-8;
+# ARM's integer kernels (Winograd on cortex-a53, sdot on a76, i8mm on max) agree to the bit. Cost: 1.22x the
+# packed latency here. The app applies the same rule (android_demo/core/nanodet_ncnn.cpp).
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def precision_options(precision: str, machine: str | None = None) -> dict[str, bool]:
+    """ncnn's switches for an export of ``precision`` on ``machine`` (default: this one, platform.machine())."""
+    options = dict(PRECISION_OPTIONS[precision])
+    if precision == "int8" and (machine or platform.machine()).lower() in X86_MACHINES:
+        options["use_packing_layout"] = False
+    return options
+
+
 _LEVEL_OUTPUT = re.compile(r"(cls|dis)(\d+)$")
 
 
@@ -56,7 +75,7 @@ class NcnnRuntime:
         # 416, 2 threads: idle machine 15.26 vs 15.71 ms; with another process busy on the same cores 0.12 s vs
         # 2.66 s per inference (spinning threads starve the one that holds the work)
         self.net.opt.openmp_blocktime = 0
-        for option, value in PRECISION_OPTIONS[precision].items():
+        for option, value in precision_options(precision).items():
             setattr(self.net.opt, option, value)
         if self.net.load_param(str(param_path)) != 0 or self.net.load_model(str(bin_path)) != 0:
             raise ArtifactError(f"{param_path}: ncnn could not load this model (with {bin_path})")

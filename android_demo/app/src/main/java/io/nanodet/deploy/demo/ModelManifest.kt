@@ -27,7 +27,16 @@ data class ModelManifest(
     val scoreThreshold: Float,
     val iouThreshold: Float,
     val maxDetections: Int,
+    /**
+     * The "Fast fp16" switch for this export: "allowed" (not measured), "verified", or "forbidden" — fp16
+     * arithmetic was over the parity gate's budgets on the emulated phone (`nanodet-deploy export --arch arm64`),
+     * so the app keeps it off and shows [fastFp16Note] next to the switch.
+     */
+    val fastFp16: String = "allowed",
+    val fastFp16Note: String = "",
 ) {
+    val fastFp16Forbidden: Boolean get() = fastFp16 == "forbidden"
+
     /** A manifest that is missing, malformed or not for this app: [message] is shown on screen. */
     class Invalid(message: String) : Exception(message)
 
@@ -35,6 +44,8 @@ data class ModelManifest(
         const val FILE = "nanodet.json"
         /** the precisions an ncnn export of nanodet-deploy has (the app sets ncnn's switches from it) */
         val PRECISIONS = setOf("fp32", "fp16", "int8")
+        /** the manifest's verdicts on the Fast fp16 switch (nanodet_deploy/manifest.py FAST_FP16) */
+        val FAST_FP16 = setOf("allowed", "verified", "forbidden")
 
         /** The manifest in assets, or [Invalid] saying what is wrong with it. */
         fun load(assets: AssetManager): ModelManifest {
@@ -78,6 +89,8 @@ data class ModelManifest(
                 scoreThreshold = json.optDouble("score_thr", 0.05).toFloat(),
                 iouThreshold = json.optDouble("iou_thr", 0.6).toFloat(),
                 maxDetections = json.optInt("max_dets", 100),
+                fastFp16 = json.optString("fast_fp16", "allowed"),
+                fastFp16Note = json.optString("fast_fp16_note", ""),
             )
             val problem = when {
                 manifest.inputWidth <= 0 || manifest.inputHeight <= 0 -> "input size must be positive"
@@ -87,6 +100,7 @@ data class ModelManifest(
                 manifest.classNames.isEmpty() -> "class_names is empty"
                 manifest.regMax < 0 -> "reg_max must be >= 0"
                 manifest.maxDetections <= 0 -> "max_dets must be positive"
+                manifest.fastFp16 !in FAST_FP16 -> "fast_fp16 '${manifest.fastFp16}' is not one of $FAST_FP16"
                 else -> null
             }
             if (problem != null) throw Invalid("$FILE: $problem")

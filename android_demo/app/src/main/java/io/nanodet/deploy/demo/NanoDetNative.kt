@@ -36,11 +36,12 @@ object NanoDetNative {
     /** Why the last load() or detect() failed, "" when it did not. */
     external fun lastError(): String
 
+    /** [fastFp16] is ignored for an export whose manifest forbids it (ModelManifest.fastFp16Forbidden). */
     fun load(assets: AssetManager, manifest: ModelManifest, fastFp16: Boolean, useGpu: Boolean, threads: Int): Boolean =
         load(
             assets, manifest.paramFile, manifest.binFile, manifest.inputName, manifest.outputName,
             manifest.inputWidth, manifest.inputHeight, manifest.classNames.size, manifest.regMax, manifest.strides,
             manifest.mean, manifest.std, manifest.keepRatio, manifest.iouThreshold, manifest.maxDetections,
-            manifest.precision, fastFp16, useGpu, threads,
+            manifest.precision, fastFp16 && !manifest.fastFp16Forbidden, useGpu, threads,
         )
 }
