@@ -134,9 +134,9 @@ Arch = Annotated[str, typer.Option(
                    "kernels, emulated by qemu for each --cpu model in each mode the app offers (ncnn exports; needs "
                    "the apt packages qemu-user and g++-aarch64-linux-gnu; the program is built once into "
                    "~/.cache/nanodet-deploy). Emulation is slow: a few seconds per image and mode.")]
-PhoneCpus = Annotated[str, typer.Option(
+PhoneCpus = Annotated[Optional[str], typer.Option(
     "--cpu", help="--arch arm64: qemu CPU models, comma-separated: cortex-a53 (ARMv8.0), cortex-a76 (ARMv8.2: fp16 "
-                  "arithmetic, dot product), max (+ i8mm, bf16, SVE).")]
+                  "arithmetic, dot product), max (+ i8mm, bf16, SVE). Default cortex-a53,cortex-a76.")]
 ExportDir = Annotated[Optional[Path], typer.Option(
     "--export", "-e", help="Export folder (from `nanodet-deploy export`): runs its artifact with its own "
                            "backend; needs no other model option.")]
@@ -384,11 +384,17 @@ def _parity_table(reports) -> Table:
     return table
 
 
-def _phone_cpus(arch: str, cpu: str):
+def _phone_cpus(arch: str, cpu: str | None):
     """The CPU models to emulate (None for --arch host)."""
+    from .phone import DEFAULT_CPUS
+
     if arch not in ("host", "arm64"):
         raise typer.BadParameter(f"--arch must be host or arm64, got '{arch}'")
-    return tuple(c for c in cpu.split(",") if c) if arch == "arm64" else None
+    if arch != "arm64":
+        if cpu is not None:
+            raise typer.BadParameter("--cpu needs --arch arm64")
+        return None
+    return DEFAULT_CPUS if cpu is None else tuple(c for c in cpu.split(",") if c)
 
 
 def _phone_table(reports) -> Table:
@@ -461,7 +467,7 @@ def export(
     android: Annotated[Optional[Path], typer.Option(
         "--android", help="ncnn: also put the accepted export into this Android demo project's assets "
                           "(e.g. android_demo).")] = None,
-    html_report: HtmlReport = True, arch: Arch = "host", cpu: PhoneCpus = "cortex-a53,cortex-a76",
+    html_report: HtmlReport = True, arch: Arch = "host", cpu: PhoneCpus = None,
 ):
     """Export a checkpoint (ONNX Runtime, OpenVINO, MNN or ncnn; FP32, FP16 or INT8), write nanodet.json, and
     gate it against PyTorch.
@@ -541,7 +547,7 @@ def verify(
                                    "(its sha256 must match).")] = None,
     max_score_err: MaxScoreErr = 1e-4, min_agreement: MinAgreement = 0.98, max_map_drop: MaxMapDrop = 0.01,
     threads: Threads = None, infer_precision: InferPrecision = None, html_report: HtmlReport = True,
-    arch: Arch = "host", cpu: PhoneCpus = "cortex-a53,cortex-a76",
+    arch: Arch = "host", cpu: PhoneCpus = None,
 ):
     """Run the parity gate on exports again. Writes parity.json; an artifact over budget is moved to
     DIR/rejected/ and the command exits 1 (with --infer-precision, a failure of that execution mode exits 1

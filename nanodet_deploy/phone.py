@@ -148,7 +148,10 @@ class EmulatedPhone:
         return (Detections.from_list(result["detections"], image_size),
                 np.frombuffer(raw, "<f4").reshape(self.raw_shape))
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """End the program: at the end of its input, or at once with ``kill`` (Ctrl-C, a failure elsewhere)."""
+        if kill:
+            self.process.kill()
         if self._writer:
             self._writer.join(timeout=1)
         try:
@@ -234,10 +237,13 @@ def compare_on_phone(export_dir: str | Path, manifest, reference, images, cpus=D
     same_count = dict.fromkeys(combos, 0)
     decoded_count = dict.fromkeys(combos, 0)
     same_bits = dict.fromkeys(combos, 0)
-    phones = {c: EmulatedPhone(path, Path(export_dir), manifest, *c) for c in combos}
     images = list(images)
     advance = progress(f"phone {', '.join(cpus)} x {len(modes)} modes", len(images)) if progress else None
+    phones = {}
+    failed = True  # until every image is through: an exception (Ctrl-C included) kills the phones at once
     try:
+        for combo in combos:
+            phones[combo] = EmulatedPhone(path, Path(export_dir), manifest, *combo)
         for image in images:
             source = None if isinstance(image, np.ndarray) else str(image)
             image = read_image(image) if not isinstance(image, np.ndarray) else image
@@ -259,9 +265,10 @@ def compare_on_phone(export_dir: str | Path, manifest, reference, images, cpus=D
                 same_bits[combo] += np.array_equal(raw.view(np.uint32), first.view(np.uint32))
             if advance:
                 advance()
+        failed = False
     finally:
         for phone in phones.values():
-            phone.close()
+            phone.close(kill=failed)
     reports = []
     for combo in combos:
         cpu, mode = combo

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,3 +139,38 @@ def test_arch_arm64_is_for_ncnn_exports_and_known_cpus(tmp_path, ncnn_416_export
     assert result.returncode == 2 and len(error_lines(result)) == 1 and "cortex-a99" in result.stderr
     result = run_cli("verify", ncnn_416_export("m416-fp32")[0], "--arch", "riscv")
     assert result.returncode == 2 and "--arch must be host or arm64" in result.stderr
+    result = run_cli("verify", ncnn_416_export("m416-fp32")[0], "--cpu", "max")
+    assert result.returncode == 2 and "--cpu needs --arch arm64" in result.stderr
+
+
+def qemu_children(parent: int) -> list[int]:
+    """Processes started by ``parent`` that run qemu-aarch64."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(parent) and fields.get("Name", "").startswith("qemu-aarch64"):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_sigterm_ends_the_emulated_phones(ncnn_416_export, arm64_program, tmp_path):
+    """SIGTERM while the phones compute (a CI timeout): exit 143 at once, every qemu process ended, the export's
+    parity.json untouched."""
+    from .test_untrusted import alive, wait_for
+
+    folder = tmp_path / "m416-int8"
+    shutil.copytree(ncnn_416_export("m416-int8", "--int8", "--calib", CALIB_IMAGES)[0], folder)
+    before = (folder / "parity.json").read_bytes()
+    process = subprocess.Popen([sys.executable, "-m", "nanodet_deploy", "verify", str(folder), "--images",
+                                str(VAL_IMAGES), "--arch", "arm64", "--cpu", CPUS], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(qemu_children(process.pid)) == 4)  # 2 CPU models x 2 modes, after the x86 gate
+    phones = qemu_children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 143, process.stderr.read()
+    for pid in phones:
+        wait_for(lambda: not alive(pid), 10)
+    assert (folder / "parity.json").read_bytes() == before
