@@ -37,11 +37,6 @@ class ExportResult:
     phone: list = field(default_factory=list)  # phone.PhoneReport per CPU model x app mode (phone_cpus)
 
     @property
-    def phone_passed(self) -> bool:
-        """The app's default mode kept the budgets on every emulated CPU model (fast fp16 is reported only)."""
-        return all(p.passed for p in self.phone if p.required)
-
-    @property
     def accepted(self) -> bool:
         return self.report.passed
 
@@ -66,8 +61,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
     ``html_report`` writes ``report.html`` (nanodet_deploy.report) beside ``parity.json``. ``phone_cpus`` (ncnn):
     the accepted export also through the Android app's detector on ncnn's ARM64 kernels, emulated per CPU model
-    (``phone_gate``); its reports go into parity.json and ``ExportResult.phone`` (a failure there is the phone
-    mode's: the export is still published).
+    (``phone_gate``); its reports go into parity.json and ``ExportResult.phone``. The app's default mode over
+    budget on a CPU model rejects the export; the "Fast fp16" modes set the manifest's ``fast_fp16``.
     """
     from .converters.calibration import calibration_images, check_keep_float
     from .model import load

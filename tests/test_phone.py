@@ -174,3 +174,23 @@ def test_sigterm_ends_the_emulated_phones(ncnn_416_export, arm64_program, tmp_pa
     for pid in phones:
         wait_for(lambda: not alive(pid), 10)
     assert (folder / "parity.json").read_bytes() == before
+
+
+def test_the_fast_fp16_verdict_needs_real_images():
+    """What `export --arch arm64` writes into nanodet.json: forbidden when the Fast fp16 mode is over budget,
+    verified only when it kept the budgets on real images (noise vouches for no detection)."""
+    from nanodet_deploy.parity import ParityReport
+    from nanodet_deploy.phone import PhoneReport, fast_fp16_verdict
+
+    def phone(mode: str, inputs: str, agreement_passed: bool) -> PhoneReport:
+        gate = ParityReport(artifact="x", backend="ncnn", precision="fp32", runtime_precision="fp16", inputs=inputs,
+                            images=4, agreement=0.97)
+        gate.checks = [{"metric": "agreement", "budget": ">= 0.98", "value": 0.97, "passed": agreement_passed}]
+        gate.passed = agreement_passed
+        return PhoneReport("cortex-a76", mode, 4, gate, gate, app_decodes_as_toolkit=4)
+
+    assert fast_fp16_verdict([phone("fp32", "images", True), phone("fp32 + fast fp16", "images", False)]) == \
+        ("forbidden", "cortex-a76, 4 images: agreement 0.97 (budget >= 0.98)")
+    assert fast_fp16_verdict([phone("fp32 + fast fp16", "images", True)])[0] == "verified"
+    assert fast_fp16_verdict([phone("fp32 + fast fp16", "synthetic", True)])[0] == "allowed"
+    assert fast_fp16_verdict([phone("fp32", "images", True)]) == ("allowed", "")
