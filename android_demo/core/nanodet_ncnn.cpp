@@ -15,7 +15,7 @@ bool precision_options(const std::string& precision, bool fast_fp16, PrecisionOp
     PrecisionOptions o;
     if (precision == "fp16") {
         // fp16 weights and activations, fp32 arithmetic: what the gate verified on x86 (which has no fp16
-        // arithmetic). ARMv8.2's fp16 arithmetic is fast_fp16's (measured: it moves scores by up to 2e-2)
+        // arithmetic). ARMv8.2's fp16 arithmetic is fast_fp16's (measured: mAP 0.3400 -> 0.3367)
         o.use_fp16_storage = o.use_fp16_packed = true;
     } else if (precision == "int8") {
         o.use_int8_inference = true;

@@ -21,8 +21,8 @@ from ..ncnn_format import read as read_ncnn
 # precision -> ncnn options. FP32 turns fp16/bf16 storage off (ncnn's default is on: not exact); FP16 models
 # store FP16 weights and run with FP16 storage and FP32 arithmetic; INT8 models run their quantized layers with
 # int8 kernels and the rest in FP32. FP16 arithmetic is off for FP16 too: x86 has none (the flag changes no bit
-# here), and on ARMv8.2 phones it moves scores by up to 2e-2 (phone.py, README "Phone"): the Android app runs
-# these same options (android_demo/core/nanodet_ncnn.cpp), fp16 arithmetic only under its "Fast fp16" switch.
+# here), and on ARMv8.2 phones it costs 0.3 mAP points (320, val-dev, emulated; README "Phone"): the Android app
+# runs these same options (android_demo/core/nanodet_ncnn.cpp), fp16 arithmetic only under its "Fast fp16" switch.
 PRECISION_OPTIONS = {
     "fp32": {"use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False,
              "use_bf16_storage": False, "use_int8_inference": False, "use_packing_layout": True},
