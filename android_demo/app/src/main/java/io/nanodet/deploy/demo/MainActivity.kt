@@ -74,8 +74,8 @@ class MainActivity : AppCompatActivity() {
             useGpu = checked
             analysisExecutor.execute { loadModel() }
         }
-        // fp16 arithmetic is not what the parity gate verified: measured on the emulated phone (README "Phone"),
-        // it costs 0.3 mAP points (0.3400 -> 0.3367, 320, val-dev); an export made with --arch arm64 says whether it kept the budgets
+        // fp16 arithmetic is not what the parity gate verified: measured on the emulated phone it costs 0.3 mAP
+        // points (README "Phone"); an export made with --arch arm64 says whether it kept the budgets
         binding.fastFp16.isChecked = false
         when (model.fastFp16) {
             "forbidden" -> {
