@@ -73,12 +73,11 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
                "keep_float": None if keep_float is None else tuple(keep_float), "u8_input": u8_input or None}
     check_options(target, precision, options)
     if phone_cpus:
-        from .phone import check_cpus, check_tools
+        from .phone import check_ready
 
         if target.backend != "ncnn":
             raise UsageError(f"--arch arm64 needs --to ncnn (the Android app runs ncnn), not --to {to}")
-        check_cpus(phone_cpus)
-        check_tools()
+        check_ready(phone_cpus)
     converter = target.converter_module()  # a missing backend package fails here, before any work
     if options["calib_method"] is not None and calib_method not in converter.CALIBRATION_METHODS:
         raise UsageError(f"--to {to} calibration methods: {', '.join(converter.CALIBRATION_METHODS)} "
@@ -290,10 +289,9 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
     if not folders:
         read_manifest(directory)  # raises the precise error (no folder / no nanodet.json)
     if phone_cpus:
-        from .phone import check_cpus, check_tools
+        from .phone import check_ready
 
-        check_cpus(phone_cpus)
-        check_tools()  # before any work: one line naming the apt packages
+        check_ready(phone_cpus)
         if not any(read_manifest(folder).backend == "ncnn" for folder in folders):
             raise UsageError(f"{directory}: --arch arm64 runs ncnn exports on the emulated phone; "
                              f"no ncnn export here")

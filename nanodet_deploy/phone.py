@@ -85,6 +85,12 @@ def check_cpus(cpus) -> tuple[str, ...]:
     return cpus
 
 
+def check_ready(cpus) -> None:
+    """Before any work: known CPU models, and the cross compiler and qemu present (one line naming the packages)."""
+    check_cpus(cpus)
+    check_tools()
+
+
 def program(progress=None) -> Path:
     """The aarch64 build of the core's program (built once into the user cache)."""
     from .native.ncnn_build import build_core_cli
