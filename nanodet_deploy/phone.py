@@ -177,7 +177,8 @@ class PhoneReport:
     against this machine's verified output (``versus_export``), and two counts of images."""
 
     cpu: str
-    mode: str
+    mode: str         # Mode.name: what the app's switches say
+    fast_fp16: bool   # the user's opt-in "Fast fp16" switch is on (Mode.fast_fp16)
     images: int
     gate: ParityReport
     versus_export: ParityReport
@@ -195,10 +196,11 @@ class PhoneReport:
     def required(self) -> bool:
         """The app's default mode (what it runs unless the user flips "Fast fp16"): a failure here fails the
         phone's gate; the fast fp16 modes decide the manifest's ``fast_fp16`` (``fast_fp16_verdict``)."""
-        return not self.mode.endswith(FAST_SUFFIX)
+        return not self.fast_fp16
 
     def to_dict(self) -> dict:
-        return {"cpu": self.cpu, "mode": self.mode, "images": self.images, "passed": self.passed,
+        return {"cpu": self.cpu, "mode": self.mode, "fast_fp16": self.fast_fp16, "images": self.images,
+                "passed": self.passed, "required": self.required,
                 "same_as_export": self.same_as_export, "app_decodes_as_toolkit": self.app_decodes_as_toolkit,
                 "same_bits_as_first_cpu": self.same_bits_as_first_cpu,
                 "same_tolerance": self.same_tolerance, "gate": self.gate.to_dict(),
@@ -284,7 +286,7 @@ def compare_on_phone(export_dir: str | Path, manifest, reference, images, cpus=D
         gate.artifact, gate.precision = str(export_dir), manifest.precision
         gate.runtime_precision = "fp16" if mode.fast_fp16 else mode.precision
         gate.inputs = "images" if detections else "synthetic"
-        reports.append(PhoneReport(cpu, mode.name, len(images), gate.apply(budgets or Budgets()),
+        reports.append(PhoneReport(cpu, mode.name, mode.fast_fp16, len(images), gate.apply(budgets or Budgets()),
                                    versus[combo].report(None, detections), same_count[combo],
                                    decoded_count[combo], asdict(same), same_bits[combo]))
     return reports

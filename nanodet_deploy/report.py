@@ -153,8 +153,6 @@ def parity_report(parity_json: Path, out: Path | None = None, images=None, label
 
 def _phone_rows(parity_json: Path, phone) -> list[dict]:
     """parity.json's "phone" list (--arch arm64) as the page shows it; a malformed entry is one line, exit 2."""
-    from .phone import FAST_SUFFIX
-
     if phone is None:
         return []
     if not isinstance(phone, list):
@@ -164,7 +162,7 @@ def _phone_rows(parity_json: Path, phone) -> list[dict]:
         for entry in phone:
             gate, versus = entry["gate"], entry["versus_export"]
             rows.append({"cpu": str(entry["cpu"]), "mode": str(entry["mode"]), "images": int(entry["images"]),
-                         "required": not str(entry["mode"]).endswith(FAST_SUFFIX),
+                         "required": _flag(entry, "required"),
                          "same_as_export": int(entry["same_as_export"]),
                          "app_decodes_as_toolkit": int(entry["app_decodes_as_toolkit"]),
                          "passed": entry["passed"] is True,
@@ -175,6 +173,13 @@ def _phone_rows(parity_json: Path, phone) -> list[dict]:
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{parity_json}: malformed 'phone' entry ({e.__class__.__name__}: {e})") from None
     return rows
+
+
+def _flag(entry: dict, key: str) -> bool:
+    """A true/false field of an untrusted entry: anything but a JSON boolean is malformed."""
+    if not isinstance(entry[key], bool):
+        raise TypeError(f"'{key}' is {type(entry[key]).__name__}, not true/false")
+    return entry[key]
 
 
 def _number(value):

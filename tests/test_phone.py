@@ -187,7 +187,7 @@ def test_the_fast_fp16_verdict_needs_real_images():
                             images=4, agreement=0.97)
         gate.checks = [{"metric": "agreement", "budget": ">= 0.98", "value": 0.97, "passed": agreement_passed}]
         gate.passed = agreement_passed
-        return PhoneReport("cortex-a76", mode, 4, gate, gate, app_decodes_as_toolkit=4)
+        return PhoneReport("cortex-a76", mode, mode.endswith("fast fp16"), 4, gate, gate, app_decodes_as_toolkit=4)
 
     assert fast_fp16_verdict([phone("fp32", "images", True), phone("fp32 + fast fp16", "images", False)]) == \
         ("forbidden", "cortex-a76, 4 images: agreement 0.97 (budget >= 0.98)")

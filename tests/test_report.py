@@ -101,10 +101,11 @@ def test_the_phone_section_renders_and_refuses_malformed_entries(int8_export, tm
     like the rest: rendered as the Phone table, a wrong type is one line and exit 2."""
     document = json.loads((int8_export / "parity.json").read_text())
     artifact = document["artifacts"][0]
-    entry = {"cpu": "cortex-a76", "mode": "int8", "images": 79, "passed": True, "same_as_export": 79,
+    entry = {"cpu": "cortex-a76", "mode": "int8", "fast_fp16": False, "required": True, "images": 79,
+             "passed": True, "same_as_export": 79,
              "app_decodes_as_toolkit": 79, "same_tolerance": {"score": 1e-4, "iou": 0.999},
              "gate": artifact, "versus_export": artifact}
-    fast = {**entry, "mode": "int8 + fast fp16", "passed": False,
+    fast = {**entry, "mode": "int8 + fast fp16", "fast_fp16": True, "required": False, "passed": False,
             "gate": {**artifact, "checks": [{"metric": "agreement", "passed": False, "value": 0.6}]}}
     folder = tmp_path / "phone"
     folder.mkdir()
@@ -114,7 +115,8 @@ def test_the_phone_section_renders_and_refuses_malformed_entries(int8_export, tm
     page = (folder / "report.html").read_text()
     assert 'data-phone="cortex-a76 int8"' in page and 'data-phone="cortex-a76 int8 + fast fp16"' in page
     assert "over budget: agreement (the opt-in Fast fp16" in page
-    for broken in ({**entry, "images": "many"}, {**entry, "versus_export": {"agreement": [1]}}, "cortex"):
+    for broken in ({**entry, "images": "many"}, {**entry, "versus_export": {"agreement": [1]}}, "cortex",
+                   {**entry, "required": "yes"}):
         (folder / "parity.json").write_text(json.dumps({**document, "phone": [broken]}))
         result = run_cli("report", folder)
         assert result.returncode == 2 and len(error_lines(result)) == 1 and "malformed 'phone' entry" in result.stderr, \
