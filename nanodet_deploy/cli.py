@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import ImageError, NanodetDeployError, UsageError
+from .errors import ImageError, ModelOutputError, NanodetDeployError, UsageError
 from .images import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -47,16 +47,6 @@ def _one_line_errors(command):
             typer.echo(f"error: {printable(where)}{printable(e.strerror or e)}", err=True)
             raise typer.Exit(1) from None
     return wrapper
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI timeout, ``docker stop``): unwinds like Ctrl-C, so every ``finally`` removes its staging
-    and temporary folders and child converters are ended."""
-
-
-def _terminate(signum, frame):
-    _state["terminated"] = True
-    raise Terminated()
 
 
 def _parse_size(value: Optional[str]) -> Optional[tuple[int, int]]:
@@ -187,18 +177,22 @@ def infer(
                                                    "(the threads split between them; 2 on 2 cores).")] = None,
 ):
     """Detect objects in images, videos or camera frames; optionally write the JSON contract (see README) and
-    drawn images. Videos and cameras write one JSON line per frame (--json) and an .mp4 with boxes (--save-vis).
+    drawn images. Videos and cameras write one JSON line per frame (--json) and an .mp4 with boxes (--save-vis);
+    a run that lost frames or was stopped publishes them as NAME.partial.EXT, the JSON lines ending with a record
+    of what is missing.
 
-    Exit code 1 if any image could not be read (each is reported on one line), 2 for usage errors."""
+    Exit code 1 if any image could not be read or a video lost frames (each is reported on one line), 2 for
+    usage errors, 130 / 143 after Ctrl-C / SIGTERM (Ctrl-C is an endless camera's normal end: 0)."""
     import cv2
 
     from .files import atomic_path, write_text_atomic
     from .images import collect_images, draw_detections, json_path, read_image
-    from .streaming import is_video_source
+    from .streaming import check_sources, is_video_source
 
     videos = [source for source in images if is_video_source(source)]
     if videos and len(videos) != len(images):
         raise UsageError("give images or videos/cameras, not both in one run")
+    check_sources(videos)
     paths = [] if videos else collect_images(images)
     detector = _detector(export, backend, checkpoint, model, config, input_size, keep_ratio, threads,
                          score_thr, unsafe_load, infer_precision, streams)
@@ -216,7 +210,10 @@ def infer(
                 err_console.print(f"error: {printable(e)}", markup=False, highlight=False, soft_wrap=True)
                 failed += 1
                 continue
-            dets = detector(image)
+            try:
+                dets = detector(image)
+            except ModelOutputError as e:  # one line naming the image, the run stops: the model is broken
+                raise ModelOutputError(f"{path}: {e}") from None
             entries.append({"image": json_path(path), "width": image.shape[1], "height": image.shape[0],
                             "detections": dets.to_list(detector.class_names)})
             if save_vis:
@@ -245,52 +242,32 @@ def infer(
 
 
 def _infer_videos(detector, sources, json_out, save_vis, max_frames, pipeline) -> None:
-    """``infer`` on video files and cameras: JSON lines and annotated .mp4 files, written atomically."""
-    import contextlib
+    """``infer`` on video files and cameras (videos.detect_videos): a line per source; exit 1 when frames were
+    lost, Ctrl-C / SIGTERM raised again after the partial outputs are published."""
+    from .videos import detect_videos
 
-    import cv2
+    def done(result):
+        kind = "pipelined" if pipeline else "sequential"
+        console.print(f"{printable(result.source)}: {result.frames} frames in {result.seconds:.1f} s "
+                      f"({result.frames / max(result.seconds, 1e-9):.1f} FPS, {kind})"
+                      + (f", video: {printable(result.video)}" if result.video else ""), soft_wrap=True, markup=False)
+        if result.problem():
+            err_console.print(f"error: {printable(result.source)}: {result.problem()}", markup=False,
+                              highlight=False, soft_wrap=True)
 
-    from .files import atomic_path
-    from .images import draw_detections, json_path
-    from .streaming import CAMERA_PREFIX, frames_of, open_source, pipelined, sequential
-
-    run = pipelined if pipeline else sequential
-    with contextlib.ExitStack() as stack:
-        lines = stack.enter_context(open(stack.enter_context(atomic_path(json_out)), "w")) if json_out else None
-        for source in sources:
-            capture = open_source(source)
-            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or -1 for cameras and some streams
-            total = count if count > 0 else None
-            if max_frames:
-                total = min(total or max_frames, max_frames)
-            fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-            name = str(source).replace(CAMERA_PREFIX, "camera-") if str(source).startswith(CAMERA_PREFIX) \
-                else Path(source).stem
-            writer, frames, started = None, 0, time.perf_counter()
-            with contextlib.ExitStack() as video:
-                with _progress() as bar, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a camera run
-                    task = bar.add_task(f"{name}", total=total)
-                    for frame, dets in run(detector, frames_of(capture, max_frames)):
-                        if lines:
-                            lines.write(json.dumps({"source": json_path(source), "frame": frames,
-                                                    "width": frame.shape[1], "height": frame.shape[0],
-                                                    "detections": dets.to_list(detector.class_names)}) + "\n")
-                        if save_vis:
-                            if writer is None:
-                                target = video.enter_context(atomic_path(save_vis / f"{name}.mp4", keep_suffix=True))
-                                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                                         (frame.shape[1], frame.shape[0]))
-                                video.callback(writer.release)
-                            writer.write(draw_detections(frame, dets, detector.class_names))
-                        frames += 1
-                        bar.advance(task)
-            elapsed = time.perf_counter() - started
-            console.print(f"{printable(str(source))}: {frames} frames in {elapsed:.1f} s "
-                          f"({frames / max(elapsed, 1e-9):.1f} FPS, {'pipelined' if pipeline else 'sequential'})"
-                          + (f", video: {save_vis / (name + '.mp4')}" if save_vis and frames else ""),
-                          soft_wrap=True, markup=False)
-    if json_out:
-        console.print(f"JSON lines: {json_out}", soft_wrap=True, markup=False)
+    with _progress() as bar:
+        run = detect_videos(detector, sources, json_out, save_vis, max_frames, pipeline, _progress_factory(bar),
+                            on_source=done)
+    if run.json:
+        console.print(f"JSON lines: {printable(run.json)}" + ("" if run.complete else " (partial: its last line "
+                      "records what is missing)"), soft_wrap=True, markup=False)
+    if run.not_started:
+        err_console.print(f"not started: {', '.join(map(printable, run.not_started))}", markup=False,
+                          highlight=False, soft_wrap=True)
+    if run.interrupt is not None:
+        raise run.interrupt
+    if not run.complete:
+        raise typer.Exit(1)
 
 
 @app.command("eval")
@@ -716,12 +693,10 @@ def models():
 
 
 def main():
-    import signal
+    from . import interrupts
 
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()
     try:
         app()  # click reports Ctrl-C (and so SIGTERM) as "Aborted!" after every cleanup ran
-    except SystemExit:
-        if _state.get("terminated"):
-            raise SystemExit(128 + signal.SIGTERM) from None  # the shell's convention for "killed by SIGTERM"
-        raise
+    except SystemExit as exit_:
+        raise SystemExit(interrupts.exit_code(exit_.code)) from None

@@ -33,6 +33,10 @@ class NcnnFormatError(ArtifactError, ValueError):
     """A .param / .bin that cannot be read (the message names the file and the problem)."""
 
 
+class ModelOutputError(NanodetDeployError):
+    """A model output that post-processing refuses: NaN or Inf values (a broken or mis-converted model)."""
+
+
 class ExportError(NanodetDeployError):
     """A conversion that failed: a converter tool's error, a graph it could not handle."""
 
@@ -57,3 +61,17 @@ class MissingBackendError(UsageError):
 
 class BuildError(NanodetDeployError):
     """A native build (ncnn or the app's core, for the host or for aarch64) failed: the message names its log."""
+
+
+class NotRegularFile(OSError):
+    """A path that names a FIFO, device, socket or folder where a file's bytes were expected (files.open_regular);
+    an OSError, so readers that report OSErrors report it as one line."""
+
+    def __init__(self, path):
+        super().__init__(0, "not a regular file", str(path))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, ``docker stop``), raised by the CLI's handler: unwinds like Ctrl-C, so every
+    ``finally`` removes its staging and temporary folders and child converters are ended; what tells the two
+    apart (videos.py: Ctrl-C is a camera's normal end, SIGTERM never is)."""

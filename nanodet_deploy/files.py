@@ -6,30 +6,64 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from .errors import NotRegularFile
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def open_regular(path: str | Path):
+    """``path`` opened for binary reading, if it is a regular file; NotRegularFile otherwise. O_NONBLOCK makes
+    opening a FIFO without a writer return at once (a plain open() waits forever); fstat then checks what was
+    opened, not what the path named a moment before. Reads of a regular file are unaffected by O_NONBLOCK."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class StagedFile:
+    """A file written under a hidden temporary name in its destination's folder (the same file system, so
+    publishing is a rename), then published under its name — or under another, e.g. a partial result's — or
+    discarded. ``keep_suffix``: the temporary name ends like ``path`` (for writers that pick a format by it, as
+    cv2.VideoWriter does)."""
+
+    def __init__(self, path: str | Path, keep_suffix: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                   suffix=f".tmp{self.path.suffix}" if keep_suffix else ".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
+        self.tmp = Path(tmp)
+
+    def publish(self, final: Path | None = None) -> Path:
+        final = final or self.path
+        os.replace(self.tmp, final)
+        return final
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, keep_suffix: bool = False):
-    """Yields a temporary path in the same folder; renamed onto ``path`` only if the block succeeds.
-    ``keep_suffix``: the temporary name ends like ``path`` (for writers that pick a format by it, as
-    cv2.VideoWriter does)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix=f".tmp{path.suffix}" if keep_suffix else ".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
+    """Yields a temporary path in the same folder; renamed onto ``path`` only if the block succeeds."""
+    staged = StagedFile(path, keep_suffix)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield staged.tmp
+        staged.publish()
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        staged.discard()
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

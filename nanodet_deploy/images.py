@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError, UsageError
+from .files import open_regular
 from .processing import Detections
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -65,7 +66,7 @@ def read_image(path: str | Path) -> np.ndarray:
     Files over the size limit and images declaring more pixels than the pixel limit are refused unread."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO or device among the images would block or never end
             size = os.fstat(f.fileno()).st_size
             if size > max_bytes():
                 raise ImageError(f"{path}: {size / 2**20:.0f} MiB, over the {max_bytes() / 2**20:.0f} MiB image "

@@ -10,6 +10,7 @@ with a test suite busy on both cores, medians of 20: 8.7 ms for the 5.15 MB Open
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -18,7 +19,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import ManifestError
-from .files import write_text_atomic
+from .files import open_regular, write_text_atomic
+from .json_input import depth
 from .processing import INPUT_FORMATS, MAX_INPUT_SIDE, ProcessingConfig
 
 MANIFEST_NAME = "nanodet.json"
@@ -110,7 +112,7 @@ class Manifest:
             raise ManifestError(f"{source}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: not a nanodet-deploy manifest")
-        if _depth(data) > MAX_NESTING:
+        if depth(data, MAX_NESTING + 1) > MAX_NESTING:
             raise ManifestError(f"{source}: nested more than {MAX_NESTING} levels deep")
         if data.get("schema_version") not in READABLE_SCHEMAS:
             raise ManifestError(f"{source}: manifest schema {data.get('schema_version')!r}, this version reads "
@@ -129,18 +131,6 @@ class Manifest:
         problems = [p for p in _problems(self) if p]
         if problems:
             raise ManifestError(f"{source}: invalid manifest ({'; '.join(problems[:4])})")
-
-
-def _depth(value, limit: int = MAX_NESTING + 1) -> int:
-    """Nesting depth of parsed JSON, counted without recursion and no further than ``limit``."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth < limit:
-                stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
 
 
 def _is_int(value, low, high) -> bool:
@@ -215,10 +205,12 @@ def _problems(m: Manifest):
         yield "schema_version must be a number"
 
 
-def file_checksum(path: Path) -> dict:
+def file_checksum(source) -> dict:
+    """{"sha256", "bytes"} of a file: a path, or an open binary file (read from its start)."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
+    with (open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source)) as f:
+        f.seek(0)
         while chunk := f.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
@@ -280,22 +272,51 @@ def read_manifest(directory: str | Path, check_files: bool = True) -> Manifest:
     return manifest
 
 
+@contextlib.contextmanager
+def pinned_files(directory: str | Path, manifest: Manifest):
+    """{role: path} for the runtime to load, each naming the very file whose bytes were checked.
+
+    Each listed file is opened once and checked through that descriptor (a regular file with the size and
+    sha256 nanodet.json records); while the block runs the runtime loads it as ``/proc/self/fd/N``, the same open
+    file. Checking a path and then opening the path again ran an unchecked model when the file was swapped in
+    between (4 of 12 runs under a fast rename loop, issue 29). Without /proc (not Linux) the paths are the
+    folder's, checked just before: the window remains there (README, "Bad input")."""
+    directory = Path(directory)
+    if not Path("/proc/self/fd").is_dir():
+        check_files_of(directory, manifest)
+        yield {role: directory / name for role, name in manifest.files.items()}
+        return
+    with contextlib.ExitStack() as stack:
+        pinned = {}
+        for role, name in manifest.files.items():
+            file = stack.enter_context(open_regular(inside(directory, name, role)))
+            _check_checksum(directory / name, role, manifest, file_checksum(file))
+            pinned[role] = Path(f"/proc/self/fd/{file.fileno()}")
+        yield pinned
+
+
+def _check_checksum(path: Path, role: str, manifest: Manifest, found: dict) -> None:
+    recorded = manifest.checksums.get(path.name)
+    if recorded is None:
+        if manifest.schema_version == 1:
+            return  # made before checksums were recorded
+        raise ManifestError(f"{path.parent / MANIFEST_NAME}: records no checksum for its {role} file {path.name}")
+    if found["bytes"] != recorded["bytes"]:
+        raise ManifestError(f"{path}: {found['bytes']} bytes, nanodet.json records {recorded['bytes']}: the {role} "
+                            f"file changed or was damaged after export")
+    if found["sha256"] != recorded["sha256"]:
+        raise ManifestError(f"{path}: sha256 differs from the one nanodet.json records: the {role} file "
+                            f"changed or was damaged after export")
+
+
 def check_files_of(directory: Path, manifest: Manifest) -> None:
     """Each listed file: a regular file inside ``directory``, and (schema 2) the size and sha256 recorded."""
     for role, name in manifest.files.items():
         path = inside(directory, name, role)
         recorded = manifest.checksums.get(name)
-        if recorded is None:
-            if manifest.schema_version == 1:
-                continue  # made before checksums were recorded
-            raise ManifestError(f"{directory / MANIFEST_NAME}: records no checksum for its {role} file {name}")
-        size = path.stat().st_size
-        if size != recorded["bytes"]:
-            raise ManifestError(f"{path}: {size} bytes, nanodet.json records {recorded['bytes']}: the {role} "
-                                f"file changed or was damaged after export")
-        if file_checksum(path)["sha256"] != recorded["sha256"]:
-            raise ManifestError(f"{path}: sha256 differs from the one nanodet.json records: the {role} file "
-                                f"changed or was damaged after export")
+        if recorded is not None and path.stat().st_size != recorded["bytes"]:  # no hashing of a wrong-sized file
+            _check_checksum(path, role, manifest, {"bytes": path.stat().st_size, "sha256": None})
+        _check_checksum(path, role, manifest, file_checksum(path) if recorded is not None else {})
 
 
 def package_versions(*packages: str) -> dict[str, str]:

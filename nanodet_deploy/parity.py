@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModelOutputError
 from .processing import (FLOAT_NCHW, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, input_format_of,
                          normalise, postprocess, preprocess)
 
@@ -109,6 +110,8 @@ class ParityReport:
                 continue
             ok = value <= budget if op == "<=" else value >= budget
             check = {"metric": metric, "budget": f"{op} {budget}", "value": value, "passed": ok}
+            if metric == "nonfinite_outputs" and not ok:
+                check["note"] = "the model produced NaN/Inf"
             if metric == "map_drop" and self.map_drop_interval:
                 low, high = self.map_drop_interval
                 check["interval"] = [low, high]
@@ -197,9 +200,16 @@ class Comparison:
         self.dist_err = max(self.dist_err, _max_abs(ref_raw[:, c:] - art_raw[:, c:]))
         self.score_cos.add(ref_raw[:, :c], art_raw[:, :c])
         self.dist_cos.add(ref_raw[:, c:], art_raw[:, c:])
-        self.ref_dets.append(postprocess(ref_raw, matrix, image_size, self.processing))
-        self.art_dets.append(art_dets if art_dets is not None else
-                             postprocess(art_raw, matrix, image_size, self.processing))
+        self.ref_dets.append(self._detections(ref_raw, matrix, image_size))
+        self.art_dets.append(art_dets if art_dets is not None else self._detections(art_raw, matrix, image_size))
+
+    def _detections(self, raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int]) -> Detections:
+        """``postprocess``; none for an output with NaN / Inf, which ``nonfinite_outputs`` counts and fails."""
+        try:
+            return postprocess(raw, matrix, image_size, self.processing)
+        except ModelOutputError:
+            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                              image_size=tuple(image_size))
 
     def report(self, coco_set=None, detections: bool = True) -> ParityReport:
         from .evaluate import bootstrap_counts, coco_map, interval_of, map_against_detections, paired_bootstrap

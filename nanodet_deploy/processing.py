@@ -26,6 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from nanodet_deploy import native
+from nanodet_deploy.errors import ModelOutputError
 
 # The official evaluation defaults (NanoDetPlusHead.get_bboxes).
 SCORE_THR = 0.05
@@ -142,6 +143,8 @@ def _image_of(image: np.ndarray) -> np.ndarray:
     image = as_bgr8(image)
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image of shape {image.shape} has no pixels")
+    if max(image.shape[:2]) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image of shape {image.shape}: sides up to {MAX_IMAGE_SIDE} pixels")
     return image
 
 
@@ -388,23 +391,66 @@ def warp_boxes(boxes: np.ndarray, matrix: np.ndarray, width: int, height: int) -
     return out.astype(np.float32)
 
 
+# The largest original-image side post-processing accepts: boxes are float32, whose whole numbers are exact up
+# to 2^24, and the native core takes sides as C ints (a width >= 2^31 wrapped around there)
+MAX_IMAGE_SIDE = 1 << 24
+
+
+def checked_postprocess_inputs(raw, matrix, image_size, cfg: ProcessingConfig):
+    """(raw as C-contiguous float32, matrix as float64 3x3, image_size as two Python ints): what both
+    post-processing paths get, checked once here so that the native and the numpy one cannot behave differently
+    on bad input. ValueError for a wrong shape, type or value; ModelOutputError for NaN / Inf in the output (a
+    broken model must not look like a working one: natively NaN distances became inverted boxes, in numpy NaN
+    boxes)."""
+    raw = np.asarray(raw)
+    if raw.dtype.kind != "f":
+        raise ValueError(f"raw output of dtype {raw.dtype}, expected floating point")
+    check_raw(raw, cfg)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: refused below
+        raw = np.ascontiguousarray(raw, np.float32)
+    finite = np.isfinite(raw)  # ~40 us at 416 (3,598 x 112 values)
+    if not finite.all():
+        raise ModelOutputError(f"the model produced NaN/Inf ({raw.size - int(finite.sum())} of {raw.size} output "
+                               f"values)")
+    matrix = np.asarray(matrix)
+    if matrix.shape != (3, 3) or matrix.dtype.kind not in "fiu":
+        raise ValueError(f"warp matrix of shape {matrix.shape} and dtype {matrix.dtype}, expected 3 x 3 numbers")
+    matrix = np.ascontiguousarray(matrix, np.float64)
+    if not (np.isfinite(matrix).all() and np.isfinite(_inverse3(matrix)).all() and _determinant(matrix) != 0):
+        raise ValueError("warp matrix is singular or not finite: boxes cannot be mapped back to the image")
+    if not (len(image_size) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                         and 1 <= v <= MAX_IMAGE_SIDE for v in image_size)):
+        raise ValueError(f"image size {tuple(image_size)!r}: two whole numbers from 1 to {MAX_IMAGE_SIDE} expected")
+    return raw, matrix, (int(image_size[0]), int(image_size[1]))
+
+
+def _determinant(m: np.ndarray) -> float:
+    m = [float(v) for v in m.ravel()]
+    return (m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
+            + m[2] * (m[3] * m[7] - m[4] * m[6]))
+
+
 def postprocess(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
                 cfg: ProcessingConfig) -> Detections:
     """Raw output [N, C + 4*(R+1)] of one image -> detections in original-image pixels.
 
     Runs the app's C++ decoder (nanodet_deploy.native) when the install built it, else ``postprocess_numpy``;
-    the same detections either way (tests/test_native.py)."""
-    check_raw(raw, cfg)
+    the same detections either way (tests/test_native.py), and the same errors (``checked_postprocess_inputs``)."""
+    raw, matrix, image_size = checked_postprocess_inputs(raw, matrix, image_size, cfg)
     if native.available():
-        boxes, scores, labels = native.postprocess(np.ascontiguousarray(raw, np.float32), matrix, image_size, cfg)
-        return Detections(boxes, scores, labels, image_size=tuple(image_size))
-    return postprocess_numpy(raw, matrix, image_size, cfg)
+        boxes, scores, labels = native.postprocess(raw, matrix, image_size, cfg)
+        return Detections(boxes, scores, labels, image_size=image_size)
+    return _postprocess_numpy(raw, matrix, image_size, cfg)
 
 
 def postprocess_numpy(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
                       cfg: ProcessingConfig) -> Detections:
     """``postprocess`` in numpy (the implementation without the native library)."""
-    check_raw(raw, cfg)
+    return _postprocess_numpy(*checked_postprocess_inputs(raw, matrix, image_size, cfg), cfg)
+
+
+def _postprocess_numpy(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
+                       cfg: ProcessingConfig) -> Detections:
     c = cfg.num_classes
     points, labels, scores = candidates(raw[:, :c], cfg.score_thr)
     # decode only the points holding a candidate (points come sorted: unique them without a sort)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
 from .errors import UsageError
+from .json_input import Flag, ListOf, MapOf, Number, Optional, Record, Text, Whole, checked, read_json
 
 THUMBNAIL_WIDTH = 560  # px: the strip's images are downscaled to this (the boxes stay vector, in image pixels)
 
@@ -97,15 +97,61 @@ def _strip(artifact: dict, class_names: list[str] | None, roots: list[Path]) -> 
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot be read ({e.__class__.__name__})") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    """The top-level object of a result JSON, read under json_input's limits (a regular file, its size, depth)."""
+    document = read_json(path)
     if not isinstance(document, dict):
         raise UsageError(f"{path}: not a parity or bench result (a JSON object is expected)")
     return document
+
+
+# The fields a report reads, typed (json_input). They follow what writes them: parity.ParityReport,
+# phone.PhoneReport and bench_report.rows; tests/test_report.py keeps the field lists equal.
+_FIGURE, _TEXT = Number(), Text()
+_DETECTION = Record({"label": Whole(), "score": Number(finite=True), "box": ListOf(Number(finite=True), 4, 4),
+                     "matched": Flag()})
+_DIFFERING_IMAGE = Record({"index": Whole(), "image": Optional(_TEXT), "width": Whole(1), "height": Whole(1),
+                           "differences": Whole(), "score_max_abs": _FIGURE, "reference": ListOf(_DETECTION),
+                           "artifact": ListOf(_DETECTION)}, optional=("differences", "score_max_abs"))
+_CHECK = Record({"metric": _TEXT, "budget": _TEXT, "value": Optional(_FIGURE), "passed": Optional(Flag()),
+                 "note": _TEXT, "interval": ListOf(_FIGURE, 2, 2)}, optional=("budget", "note", "interval"))
+_CLASS_LOSS = Record({"class": _TEXT, "category_id": Whole(), "instances": Whole(), "ap_reference": _FIGURE,
+                      "ap_artifact": _FIGURE, "map_points": Number(finite=True)})
+_INTERVAL = Optional(ListOf(_FIGURE, 2, 2))
+ARTIFACT_FIELDS = {
+    "artifact": _TEXT, "backend": _TEXT, "precision": _TEXT, "runtime_precision": _TEXT, "inputs": _TEXT,
+    "images": Whole(), "nonfinite_outputs": Whole(), "score_max_abs": _FIGURE, "score_cosine": _FIGURE,
+    "distance_max_abs": _FIGURE, "distance_cosine": _FIGURE, "agreement": Optional(_FIGURE),
+    "reference_detections": Optional(Whole()), "map_against": Optional(_TEXT), "map_reference": Optional(_FIGURE),
+    "map_artifact": Optional(_FIGURE), "map_drop": Optional(_FIGURE),
+    "map_drop_by_class": Optional(ListOf(_CLASS_LOSS)), "map_drop_interval": _INTERVAL,
+    "agreement_interval": _INTERVAL, "differing_images": ListOf(_DIFFERING_IMAGE), "checks": ListOf(_CHECK),
+    "passed": Flag()}
+# the identity of the artifact is required; every figure may be absent (an older parity.json): its default shows
+_ARTIFACT = Record(ARTIFACT_FIELDS, optional=set(ARTIFACT_FIELDS) - {"artifact", "backend", "precision"})
+PHONE_FIELDS = {"cpu": _TEXT, "mode": _TEXT, "fast_fp16": Flag(), "images": Whole(), "passed": Flag(),
+                "required": Flag(), "same_as_export": Whole(), "app_decodes_as_toolkit": Whole(),
+                "same_bits_as_first_cpu": Whole(), "same_tolerance": MapOf(_FIGURE), "gate": _ARTIFACT,
+                "versus_export": _ARTIFACT}
+PARITY_JSON = Record({"budgets": MapOf(_FIGURE), "artifacts": ListOf(_ARTIFACT, 1),
+                      "phone": ListOf(Record(PHONE_FIELDS, optional=("same_bits_as_first_cpu", "same_tolerance")))},
+                     optional=("budgets", "phone"))
+_MS, _OPTIONAL_FIGURE = Number(finite=True), Optional(Number(finite=True))
+BENCH_ROW_FIELDS = {
+    "backend": _TEXT, "precision": _TEXT, "ran": _TEXT, "size": _TEXT, "threads": Whole(1), "pre_ms": _MS,
+    "infer_ms": _MS, "post_ms": _MS, "total_ms": _MS, "total_p90_ms": _MS, "total_min_ms": _MS,
+    "ratio": _OPTIONAL_FIGURE, "infer_vs_fp32": _OPTIONAL_FIGURE, "overhead": _MS, "gflops_per_s": _OPTIONAL_FIGURE,
+    "size_mb": _OPTIONAL_FIGURE, "peak_rss_mb": _OPTIONAL_FIGURE, "map": _OPTIONAL_FIGURE,
+    "fps_sequential": _OPTIONAL_FIGURE, "fps_pipelined": _OPTIONAL_FIGURE, "pipelined_x": _OPTIONAL_FIGURE,
+    "note": _TEXT}
+_MACHINE = Record({"cpu": _TEXT, "cores": Optional(Whole()), "isa": ListOf(_TEXT), "system": _TEXT, "python": _TEXT,
+                   "versions": MapOf(_TEXT), "preprocessing": Optional(_TEXT)},
+                  optional=("cores", "isa", "system", "python", "versions", "preprocessing"))
+BENCH_JSON = Record({"machine": _MACHINE, "machine_line": _TEXT, "runs": Optional(Whole()), "mode": _TEXT,
+                     # older bench files lack the newer columns: they show as "-"
+                     "rows": ListOf(Record(BENCH_ROW_FIELDS, optional=("total_min_ms", "infer_vs_fp32",
+                                                                         "fps_sequential", "fps_pipelined",
+                                                                         "pipelined_x")), 1)},
+                    optional=("machine", "machine_line", "runs", "mode"))
 
 
 def parity_report(parity_json: Path, out: Path | None = None, images=None, label: str | None = None) -> Path:
@@ -119,6 +165,7 @@ def parity_report(parity_json: Path, out: Path | None = None, images=None, label
     document = _read_json(parity_json)
     if not isinstance(document.get("artifacts"), list):
         raise UsageError(f"{parity_json}: not a parity.json (no 'artifacts' list)")
+    document = checked(document, PARITY_JSON, parity_json)
     folder = parity_json.parent
     manifest = None
     if (folder / MANIFEST_NAME).is_file():
@@ -133,13 +180,8 @@ def parity_report(parity_json: Path, out: Path | None = None, images=None, label
                             images=0).to_dict()
     artifacts = []
     for artifact in document["artifacts"]:
-        if not isinstance(artifact, dict):
-            raise UsageError(f"{parity_json}: an entry of 'artifacts' is not an object")
         artifact = {**defaults, **artifact}
-        try:
-            artifacts.append({**artifact, "strip": _strip(artifact, class_names, image_roots(images))})
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise UsageError(f"{parity_json}: malformed differing_images ({e.__class__.__name__}: {e})") from None
+        artifacts.append({**artifact, "strip": _strip(artifact, class_names, image_roots(images))})
     summary = None
     if manifest is not None:
         summary = {"model": manifest.model, "backend": manifest.backend, "precision": manifest.precision,
@@ -148,47 +190,17 @@ def parity_report(parity_json: Path, out: Path | None = None, images=None, label
                    "checkpoint": Path(str(manifest.conversion.get("checkpoint", ""))).name or None}
     return _render("parity.html.j2", Path(out) if out else folder / REPORT_NAME, parity_json,
                    folder=label or str(folder), summary=summary, artifacts=artifacts,
-                   budgets=document.get("budgets") or {}, phone=_phone_rows(parity_json, document.get("phone")))
+                   budgets=document.get("budgets") or {}, phone=_phone_rows(document.get("phone") or []))
 
 
-def _phone_rows(parity_json: Path, phone) -> list[dict]:
-    """parity.json's "phone" list (--arch arm64) as the page shows it; a malformed entry is one line, exit 2."""
-    if phone is None:
-        return []
-    if not isinstance(phone, list):
-        raise UsageError(f"{parity_json}: 'phone' is not a list")
-    rows = []
-    try:
-        for entry in phone:
-            gate, versus = entry["gate"], entry["versus_export"]
-            rows.append({"cpu": str(entry["cpu"]), "mode": str(entry["mode"]), "images": int(entry["images"]),
-                         "required": _flag(entry, "required"),
-                         "same_as_export": int(entry["same_as_export"]),
-                         "app_decodes_as_toolkit": int(entry["app_decodes_as_toolkit"]),
-                         "passed": entry["passed"] is True,
-                         "failed": [str(c["metric"]) for c in gate["checks"] if c["passed"] is False],
-                         "gate": {k: _number(gate.get(k)) for k in ("agreement", "map_artifact")}
-                         | {"map_against": str(gate.get("map_against"))},
-                         "versus_export": {k: _number(versus.get(k)) for k in ("agreement", "score_max_abs")}})
-    except (KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"{parity_json}: malformed 'phone' entry ({e.__class__.__name__}: {e})") from None
-    return rows
-
-
-def _flag(entry: dict, key: str) -> bool:
-    """A true/false field of an untrusted entry: anything but a JSON boolean is malformed."""
-    if not isinstance(entry[key], bool):
-        raise TypeError(f"'{key}' is {type(entry[key]).__name__}, not true/false")
-    return entry[key]
-
-
-def _number(value):
-    """A figure from untrusted JSON: a number, "nan"/"inf" as parity.json writes them, or None."""
-    if value is None or isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{value!r} is not a number")
-    return value
+def _phone_rows(phone: list[dict]) -> list[dict]:
+    """parity.json's "phone" list (--arch arm64, checked by PARITY_JSON) as the page shows it."""
+    return [{**{k: entry[k] for k in ("cpu", "mode", "images", "required", "same_as_export",
+                                      "app_decodes_as_toolkit", "passed")},
+             "failed": [c["metric"] for c in entry["gate"]["checks"] if c["passed"] is False],
+             "gate": {k: entry["gate"].get(k) for k in ("agreement", "map_artifact", "map_against")},
+             "versus_export": {k: entry["versus_export"].get(k) for k in ("agreement", "score_max_abs")}}
+            for entry in phone]
 
 
 def bench_report(bench_json: Path, out: Path | None = None) -> Path:
@@ -197,19 +209,19 @@ def bench_report(bench_json: Path, out: Path | None = None) -> Path:
 
     bench_json = Path(bench_json)
     document = _read_json(bench_json)
-    rows = document.get("rows")
-    if not isinstance(rows, list) or not rows:
+    if not isinstance(document.get("rows"), list) or not document["rows"]:
         raise UsageError(f"{bench_json}: not a bench result (no 'rows')")
-    machine = document.get("machine") if isinstance(document.get("machine"), dict) else {}
-    try:  # the rows only (not "results": those name the cache folders the tool chose)
-        longest = max(row["total_ms"] for row in rows) or 1.0
-        for row in rows:
-            row["bars"] = [(stage, row[key], 100 * row[key] / longest)
-                           for stage, key in (("pre", "pre_ms"), ("inference", "infer_ms"), ("post", "post_ms"))]
-        columns = tables.columns_of(rows)
-        plot = _plot_data_uri(rows, machine)
-    except (KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"{bench_json}: malformed rows ({e.__class__.__name__}: {e})") from None
+    document = checked(document, BENCH_JSON, bench_json)  # the rows only (not "results": cache folders' names)
+    rows, machine = document["rows"], document.get("machine") or {}
+    for row in rows:
+        for key, *_ in tables.THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",)]:
+            row.setdefault(key, None)
+    longest = max(row["total_ms"] for row in rows) or 1.0
+    for row in rows:
+        row["bars"] = [(stage, row[key], 100 * row[key] / longest)
+                       for stage, key in (("pre", "pre_ms"), ("inference", "infer_ms"), ("post", "post_ms"))]
+    columns = tables.columns_of(rows)
+    plot = _plot_data_uri(rows, machine)
     return _render("bench.html.j2", Path(out) if out else bench_json.with_suffix(".html"), bench_json,
                    machine_line=document.get("machine_line") or _machine_line(machine), machine=machine, rows=rows,
                    columns=columns,
@@ -260,7 +272,7 @@ def build(path: str | Path, out: Path | None = None, images=None) -> Path:
         if not (path / PARITY_NAME).is_file():
             raise UsageError(f"{path}: no {PARITY_NAME} in this folder (not an export or verify result)")
         return parity_report(path / PARITY_NAME, out, images)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
     document = _read_json(path)
     if "artifacts" in document:

@@ -18,10 +18,14 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import ImageError, UsageError
+from .images import printable
 from .processing import Detections, input_format_of, postprocess, preprocess
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 CAMERA_PREFIX = "camera:"
+# OpenCV reads an index >= 100 as camera INDEX % 100 of backend INDEX // 100 * 100 (200: V4L2's camera 0), so
+# only 0-99 name a camera
+MAX_CAMERA_INDEX = 99
 # frames waiting between two stages: enough to keep each stage busy, few enough to bound latency and memory
 QUEUE_DEPTH = 2
 
@@ -32,21 +36,39 @@ def is_video_source(path: str | Path) -> bool:
     return text.startswith(CAMERA_PREFIX) or Path(text).suffix.lower() in VIDEO_SUFFIXES
 
 
+def camera_index(text: str) -> int:
+    """INDEX of ``camera:INDEX``: ASCII digits only (str.isdigit() also takes '²' and '٣', which int() then
+    refuses or reads as another number), 0 to MAX_CAMERA_INDEX; UsageError otherwise."""
+    index = text[len(CAMERA_PREFIX):]
+    if not (index.isascii() and index.isdigit() and len(index) <= 4 and int(index) <= MAX_CAMERA_INDEX):
+        raise UsageError(f"{printable(text)}: a camera is camera:INDEX with INDEX 0 to {MAX_CAMERA_INDEX}, "
+                         f"e.g. camera:0")
+    return int(index)
+
+
+def check_sources(sources) -> None:
+    """Every source a camera:INDEX or an existing file, before any model is loaded or frame is read."""
+    for source in map(str, sources):
+        if source.startswith(CAMERA_PREFIX):
+            camera_index(source)
+        elif not Path(source).is_file():
+            raise UsageError(f"{printable(source)}: no such video file")
+
+
 def open_source(source: str | Path):
     """cv2.VideoCapture for a video file or ``camera:INDEX``; a clear error when it cannot be opened."""
     import cv2
 
     text = str(source)
     camera = text.startswith(CAMERA_PREFIX)
-    if camera and not text[len(CAMERA_PREFIX):].isdigit():
-        raise UsageError(f"{text}: a camera is camera:INDEX, e.g. camera:0")
+    index = camera_index(text) if camera else None
     if not camera and not Path(text).is_file():
         raise UsageError(f"{text}: no such video file")
     # OpenCV logs each backend it tries and fails with; the one error below says it once
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        capture = cv2.VideoCapture(int(text[len(CAMERA_PREFIX):]) if camera else text)
+        capture = cv2.VideoCapture(index if camera else text)
     finally:
         cv2.utils.logging.setLogLevel(level)
     if not capture.isOpened():

@@ -2,9 +2,13 @@
 `chromium`; .ci/run installs it), self-contained (no URLs, no machine paths beyond the ones the user gave)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import pytest
@@ -115,9 +119,116 @@ def test_the_phone_section_renders_and_refuses_malformed_entries(int8_export, tm
     page = (folder / "report.html").read_text()
     assert 'data-phone="cortex-a76 int8"' in page and 'data-phone="cortex-a76 int8 + fast fp16"' in page
     assert "over budget: agreement (the opt-in Fast fp16" in page
-    for broken in ({**entry, "images": "many"}, {**entry, "versus_export": {"agreement": [1]}}, "cortex",
-                   {**entry, "required": "yes"}):
+    for broken, field in (({**entry, "images": "many"}, "phone[0].images"),
+                          ({**entry, "versus_export": {**artifact, "agreement": [1]}}, "phone[0].versus_export.agreement"),
+                          ("cortex", "phone[0]: an object expected"), ({**entry, "required": "yes"}, "phone[0].required")):
         (folder / "parity.json").write_text(json.dumps({**document, "phone": [broken]}))
         result = run_cli("report", folder)
-        assert result.returncode == 2 and len(error_lines(result)) == 1 and "malformed 'phone' entry" in result.stderr, \
-            result.stderr
+        assert result.returncode == 2 and len(error_lines(result)) == 1 and field in result.stderr, result.stderr
+
+
+def _refused(result, *words) -> None:
+    """Exit 2 with one line that says each of ``words`` (the file, the field, the problem)."""
+    assert result.returncode == 2 and len(error_lines(result)) == 1, result.stderr
+    assert all(str(w) in result.stderr for w in words), result.stderr
+
+
+def _report(*args, timeout=120) -> subprocess.CompletedProcess:
+    """`nanodet-deploy report` with a short timeout: a hang (a FIFO read) is a failure here, not 15 minutes."""
+    return subprocess.run([sys.executable, "-m", "nanodet_deploy", "report", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_report_reads_only_small_regular_json_files(int8_export, tmp_path):
+    """What `report` is handed is untrusted: a FIFO or device (blocked forever at 5c11f11), a file far over the
+    size a result JSON has (read whole before, 2.1 GB peak for 1 GiB), JSON nested 100,000 deep (a traceback)
+    are each one line, exit 2, and read no further than needed."""
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    _refused(_report(fifo), fifo, "not a regular file")
+    _refused(_report("/dev/zero"), "/dev/zero", "not a regular file")
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)  # sparse: 1 GiB that takes no disk
+    started = time.monotonic()
+    _refused(_report(huge), huge, "over the 8 MiB")
+    assert time.monotonic() - started < 60
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    _refused(_report(deep), deep, "nested more than 16 levels")
+    nested = 1
+    for _ in range(17):
+        nested = [nested]
+    deep.write_text(json.dumps({"artifacts": [{"x": nested}]}))
+    _refused(_report(deep), deep, "nested more than 16 levels")
+
+    # a FIFO among the images a crafted parity.json names: the strip skips it instead of blocking on it
+    images = tmp_path / "images"
+    images.mkdir()
+    os.mkfifo(images / "0.jpg")
+    document = json.loads((int8_export / "parity.json").read_text())
+    document["artifacts"][0]["differing_images"][0]["image"] = str(images / "0.jpg")
+    crafted = tmp_path / "parity.json"
+    crafted.write_text(json.dumps(document))
+    result = _report(crafted, "--images", images, "--out", tmp_path / "page.html")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "page.html").read_text().count('href="data:image/jpeg;base64,') == 0
+
+
+def test_a_wrong_field_in_a_parity_or_bench_json_is_named(int8_export, tmp_path):
+    """A field of the wrong type (a ratio that is text, a list where an object belongs) is one line that names the
+    field by its path, exit 2; at 5c11f11 these ended in tracebacks or rendered garbage."""
+    document = json.loads((int8_export / "parity.json").read_text())
+    artifact = document["artifacts"][0]
+    bad_parity = [({**artifact, "images": "79"}, "artifacts[0].images", "whole number"),
+                  ({**artifact, "score_cosine": [1]}, "artifacts[0].score_cosine", "a number"),
+                  ({**artifact, "passed": "yes"}, "artifacts[0].passed", "true or false"),
+                  ({**artifact, "checks": [{"metric": "agreement", "value": {}, "passed": None}]},
+                   "artifacts[0].checks[0].value", "a number"),
+                  ({**artifact, "differing_images": [{**artifact["differing_images"][0], "reference": [
+                      {"label": 1, "score": 0.5, "box": [1, 2, 3], "matched": True}]}]},
+                   "artifacts[0].differing_images[0].reference[0].box", "a list of 4"),
+                  ({**artifact, "map_drop_interval": "narrow"}, "artifacts[0].map_drop_interval", "a list"),
+                  ({"backend": "ncnn"}, "artifacts[0].artifact", "missing")]
+    path = tmp_path / "parity.json"
+    for broken, field, problem in bad_parity:
+        path.write_text(json.dumps({**document, "artifacts": [broken]}))
+        _refused(_report(path), path, field, problem)
+    path.write_text(json.dumps({**document, "budgets": {"int8_agreement": "high"}}))
+    _refused(_report(path), path, "budgets.int8_agreement", "a number")
+
+    bench = json.loads((Path(__file__).parents[1] / "benchmarks/results/amd-epyc.json").read_text())
+    row = bench["rows"][0]
+    bad_bench = [({**bench, "rows": [{**row, "ratio": "1.0"}]}, "rows[0].ratio", "a finite number"),
+                 ({**bench, "rows": [{**row, "infer_ms": float("nan")}]}, "rows[0].infer_ms", "a finite number"),
+                 ({**bench, "rows": [{**row, "threads": 0}]}, "rows[0].threads", "whole number"),
+                 ({**bench, "machine": ["AMD"]}, "machine", "an object"),
+                 ({**bench, "machine": {**bench["machine"], "versions": ["onnxruntime", "1.0"]}}, "machine.versions",
+                  "an object"),
+                 ({**bench, "rows": [{**row, "backend": None}]}, "rows[0].backend", "text")]
+    path = tmp_path / "bench.json"
+    for broken, field, problem in bad_bench:
+        path.write_text(json.dumps(broken))
+        _refused(_report(path), path, field, problem)
+    path.write_text(json.dumps(bench))
+    assert _report(path).returncode == 0  # the untouched file renders
+
+
+def test_the_report_schemas_list_what_the_writers_write():
+    """The typed schemas (report.PARITY_JSON, BENCH_JSON) name every field the writers write: a field added to
+    ParityReport, PhoneReport or a bench row without a type would be dropped from the page unnoticed."""
+    from dataclasses import fields
+
+    from nanodet_deploy import bench_report, report
+    from nanodet_deploy.bench import Cell, CellResult
+    from nanodet_deploy.parity import ParityReport
+    from nanodet_deploy.phone import PhoneReport
+
+    assert set(report.ARTIFACT_FIELDS) == {f.name for f in fields(ParityReport)}
+    gate = ParityReport(artifact="x", backend="ncnn", precision="int8", runtime_precision="int8", inputs="images",
+                        images=1)
+    assert set(report.PHONE_FIELDS) == set(PhoneReport("cortex-a76", "int8", False, 1, gate, gate).to_dict())
+    timing = {"median": 1.0, "p90": 1.0, "min": 1.0}
+    result = CellResult(Cell("onnxruntime", "fp32", (416, 416), 2), preprocess_ms=timing, inference_ms=timing,
+                        postprocess_ms=timing, total_ms=timing, fps_sequential=1.0, fps_pipelined=1.0)
+    assert set(report.BENCH_ROW_FIELDS) == set(bench_report.rows([result])[0])

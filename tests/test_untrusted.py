@@ -495,3 +495,75 @@ def test_unsafe_load_of_a_ckpt_whose_class_is_not_installed(tmp_path):
     line = one_line(run_cli("infer", GOOD, "--checkpoint", tmp_path / "trained.ckpt", "--model",
                             "nanodet-plus-m_320", "--unsafe-load"))
     assert "trained.ckpt: cannot unpickle it" in line and "my_trainer_hparams" in line
+
+
+# ---------------------------------------------------------------- what is checked is what is loaded
+
+def _other_weights(folder: Path, role: str) -> bytes:
+    """The bytes of ``folder``'s ``role`` file with other values of the same size (another checkpoint's)."""
+    data = bytearray((folder / read_manifest(folder).files[role]).read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(b ^ 0x55 for b in data[middle:middle + 4096])
+    return bytes(data)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_file_swapped_after_the_check_is_not_what_loads(exports, tmp_path, target):
+    """The runtime loads the descriptor that was hashed (manifest.pinned_files): a file renamed over the checked
+    one between the check and the load (at 5c11f11 a fast swap loop ran an unchecked model 4 times in 12) does
+    not reach the runtime — it gives the checked model's output, bit for bit."""
+    from nanodet_deploy.manifest import pinned_files
+    from nanodet_deploy.targets import get_backend
+
+    folder = copy_export(exports[target], tmp_path / "export")
+    manifest = read_manifest(folder)
+    tensor = np.random.default_rng(0).standard_normal((1, 3, 320, 320)).astype(np.float32)
+    expected = Detector.from_export(folder, threads=1).runtime.run(tensor)
+    role = WEIGHT_FILE[target]
+    other = tmp_path / "other"
+    other.write_bytes(_other_weights(folder, role))
+    cls = get_backend(manifest.backend).runtime_class()
+    with pinned_files(folder, manifest) as files:
+        os.replace(other, folder / manifest.files[role])  # swapped after the check, before the load
+        loaded = cls.from_export(files, manifest, threads=1)
+    assert np.array_equal(loaded.run(tensor), expected)
+    with pytest.raises(ManifestError, match="sha256 differs"):  # and the swapped file is refused from now on
+        Detector.from_export(folder, threads=1)
+
+
+def test_a_swap_loop_never_runs_an_unchecked_model(exports, tmp_path):
+    """A second thread renames a same-size file with other weights over the model and back, as fast as it can,
+    while the export is loaded 30 times: each load either refuses the file (checksum) or runs the checked model;
+    never the other one."""
+    import threading
+
+    folder = copy_export(exports["onnx"], tmp_path / "export")
+    model = folder / "model.onnx"
+    good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"
+    shutil.copy(model, good)
+    bad.write_bytes(_other_weights(folder, "model"))
+    tensor = np.random.default_rng(0).standard_normal((1, 3, 320, 320)).astype(np.float32)
+    expected = Detector.from_export(folder, threads=1).runtime.run(tensor)
+    stop = threading.Event()
+
+    def swap():
+        while not stop.is_set():
+            for source in (bad, good):
+                os.link(source, tmp_path / "next.onnx")
+                os.replace(tmp_path / "next.onnx", model)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    outcomes = []
+    try:
+        for _ in range(30):
+            try:
+                output = Detector.from_export(folder, threads=1).runtime.run(tensor)
+                outcomes.append("checked" if np.array_equal(output, expected) else "UNCHECKED")
+            except ManifestError:
+                outcomes.append("refused")
+    finally:
+        stop.set()
+        swapper.join()
+    assert "UNCHECKED" not in outcomes, outcomes
+    assert "checked" in outcomes and "refused" in outcomes, outcomes  # the loop really raced the loads

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ArtifactError, NanodetDeployError, UsageError
+from ..manifest import pinned_files
 from ..targets import BACKENDS, REFERENCE, get_backend
 from .base import Runtime
 
@@ -27,12 +28,15 @@ def open_export(directory, manifest, threads: int | None = None, **options):
         raise UsageError(f"{flags} does not apply to {manifest.backend} exports")
     cls = target.runtime_class()
     model_file = Path(directory) / manifest.files["model"]
-    try:
-        runtime = cls.from_export(directory, manifest, threads=threads, **options)
-    except NanodetDeployError:
-        raise
-    except Exception as e:  # each backend has its own exception types for a file it cannot parse
-        raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it ({_first_line(e)})") from None
+    with pinned_files(directory, manifest) as files:  # the runtime loads the very bytes that were checked
+        try:
+            runtime = cls.from_export(files, manifest, threads=threads, **options)
+        except NanodetDeployError as e:
+            e.args = (_named(str(e), files, directory, manifest),)
+            raise
+        except Exception as e:  # each backend has its own exception types for a file it cannot parse
+            raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it "
+                                f"({_named(_first_line(e), files, directory, manifest)})") from None
     from ..processing import input_format_of
 
     if input_format_of(runtime) != manifest.input_format:
@@ -48,6 +52,13 @@ def open_export(directory, manifest, threads: int | None = None, **options):
         raise ArtifactError(f"{model_file}: holds a {stored} model, nanodet.json says {manifest.precision}")
     check_against_manifest(runtime, manifest, directory)
     return runtime
+
+
+def _named(message: str, files: dict, directory, manifest) -> str:
+    """``message`` with the pinned /proc/self/fd/N paths replaced by the files' names in the folder."""
+    for role, path in files.items():
+        message = message.replace(str(path), str(Path(directory) / manifest.files[role]))
+    return message
 
 
 def _first_line(error: BaseException) -> str:

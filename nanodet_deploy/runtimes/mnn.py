@@ -50,8 +50,9 @@ class MnnRuntime:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "MnnRuntime":
-        return cls(directory / manifest.files["model"], precision=manifest.precision, threads=threads,
+    def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "MnnRuntime":
+        """``files``: role -> path of each manifest file (manifest.pinned_files)."""
+        return cls(files["model"], precision=manifest.precision, threads=threads,
                    input_name=manifest.input_name, output_name=manifest.output_name)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:

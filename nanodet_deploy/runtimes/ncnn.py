@@ -84,8 +84,9 @@ class NcnnRuntime:
         self.precision = precision
 
     @classmethod
-    def from_export(cls, directory: Path, manifest, threads: int | None = None) -> "NcnnRuntime":
-        param, weights = directory / manifest.files["model"], directory / manifest.files["weights"]
+    def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "NcnnRuntime":
+        """``files``: role -> path of each manifest file (manifest.pinned_files)."""
+        param, weights = files["model"], files["weights"]
         stored = stored_precision(param, weights)  # before ncnn reads them: ncnn_format checks every length
         runtime = cls(param, weights, precision=manifest.precision, threads=threads)
         runtime.stored_precision = stored

@@ -27,7 +27,7 @@ class OpenVinoRuntime:
     backend = "openvino"
 
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
-                 infer_precision: str = "f32", streams: int | None = None):
+                 infer_precision: str = "f32", streams: int | None = None, weights_path: str | Path | None = None):
         if infer_precision not in INFER_PRECISIONS:
             raise UsageError(f"--infer-precision must be one of {', '.join(INFER_PRECISIONS)}, got '{infer_precision}'")
         if streams is not None and not 1 <= streams <= 64:
@@ -41,7 +41,8 @@ class OpenVinoRuntime:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        model = core.read_model(str(model_path))
+        # the .bin named explicitly: beside a pinned /proc/self/fd path there is no "model.bin" to find
+        model = core.read_model(str(model_path), str(weights_path)) if weights_path else core.read_model(str(model_path))
         self.stored_precision = stored_precision(model)
         # an IR with the normalisation in it (export --u8-input) takes the warped 8-bit image, NHWC
         self.input_format = BGR8_NHWC if model.input(0).get_element_type() == ov.Type.u8 else FLOAT_NCHW
@@ -55,10 +56,11 @@ class OpenVinoRuntime:
         self._lock = threading.Lock()  # one infer request: one call at a time
 
     @classmethod
-    def from_export(cls, directory: Path, manifest, threads: int | None = None,
+    def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None,
                     infer_precision: str | None = None, streams: int | None = None) -> "OpenVinoRuntime":
-        return cls(directory / manifest.files["model"], precision=manifest.precision, threads=threads,
-                   infer_precision=infer_precision or "f32", streams=streams)
+        """``files``: role -> path of each manifest file (manifest.pinned_files)."""
+        return cls(files["model"], precision=manifest.precision, threads=threads,
+                   infer_precision=infer_precision or "f32", streams=streams, weights_path=files.get("weights"))
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         with self._lock:
