@@ -18,10 +18,11 @@ class Runtime(Protocol):
     # the manifest by ``open_export``
 
     @classmethod
-    def from_export(cls, directory: Path, manifest, threads: int | None = None, **options) -> "Runtime":
-        """The runtime for an export folder whose manifest (``nanodet_deploy.manifest.Manifest``) is read and
-        checked; ``options`` are the row's ``runtime_options`` (e.g. ``infer_precision``). Export runtimes
-        implement it; the PyTorch reference is built from a module instead."""
+    def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None, **options) -> "Runtime":
+        """The runtime for an export whose manifest (``nanodet_deploy.manifest.Manifest``) is read and checked;
+        ``files`` maps each role of ``manifest.files`` to the path to load (``manifest.pinned_files``: the very
+        bytes that were hashed), ``options`` are the row's ``runtime_options`` (e.g. ``infer_precision``). Export
+        runtimes implement it; the PyTorch reference is built from a module instead."""
         ...
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
