@@ -289,7 +289,8 @@ def test_the_gate_fails_nan_outputs():
         report.precision = report.runtime_precision = precision
         report.apply(Budgets())
         assert not report.passed and {"metric": "nonfinite_outputs", "budget": "<= 0",
-                                      "value": report.nonfinite_outputs, "passed": False} in report.checks
+                                      "value": report.nonfinite_outputs, "passed": False,
+                                      "note": "the model produced NaN/Inf"} in report.checks
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
