@@ -17,12 +17,12 @@ VAL_IMAGES = SHARED / "coco/val-dev/images"
 def ensure_export(work: Path, target: str, size: int, precision: str, threads: int) -> Path:
     """The export of the shared weights to ``target`` in ``precision`` ("weight-int8": MNN's weight-only INT8),
     through bench's export cache in ``work`` (made once, keyed by checkpoint hash and options)."""
-    from nanodet_deploy.bench import Cell, cached_export
+    from nanodet_deploy.bench_cells import Cell, cached_export
     from nanodet_deploy.model import load
     from nanodet_deploy.targets import get_target
 
     checkpoint = SHARED / f"weights/nanodet-plus-m_{size}.pth"
-    cell = Cell(get_target(target).backend, precision, (size, size), threads)
+    cell = Cell(get_target(target).name, precision, (size, size), threads)
     folder, accepted = cached_export(work, load(checkpoint), checkpoint, cell, CALIB if precision == "int8" else None)
     if not accepted:  # benchmark it all the same, and say so
         print(f"note: {folder.parent.name} is over the parity budget; timing the rejected artifact")
@@ -49,8 +49,9 @@ def run_configs(configs, sizes, threads: int, runs: int, work: Path, baseline: s
     table with ratios to ``baseline`` and return the rows by size."""
     from statistics import median
 
-    from nanodet_deploy.bench import artifact_size, interleaved_stages
-    from nanodet_deploy.bench_report import format_table
+    from nanodet_deploy.bench_cells import artifact_size
+    from nanodet_deploy.timing import interleaved_stages
+    from nanodet_deploy.bench_results import format_table
     from nanodet_deploy.runtimes import open_export
 
     report, images = {}, val_images()

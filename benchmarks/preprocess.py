@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nanodet_deploy.bench import machine, machine_line
+from nanodet_deploy.machine import machine, machine_line
 from nanodet_deploy.images import read_image
 from nanodet_deploy.processing import ProcessingConfig, normalise, preprocess, warp, warp_matrix, warp_numpy
 

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 from _exports import CALIB, SHARED, VAL_IMAGES
-from nanodet_deploy import bench, bench_report
+from nanodet_deploy import bench, bench_results
+from nanodet_deploy.bench_cells import all_precisions
+from nanodet_deploy.machine import machine as machine_info, machine_line
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -27,7 +29,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="416")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--precisions", default=",".join(bench.PRECISIONS))
+    parser.add_argument("--precisions", default=",".join(all_precisions()))
     parser.add_argument("--mode", default="latency", choices=bench.MODES)
     parser.add_argument("--u8-input", action="store_true", help="OpenVINO exported with --u8-input")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "bench")
@@ -39,21 +41,21 @@ def main() -> None:
                         threads=[int(t) for t in args.threads.split(",")], runs=args.runs, export_root=args.work,
                         calib=CALIB, images=VAL_IMAGES, ann=SHARED / "coco/val-dev/instances.json",
                         precisions=args.precisions.split(","), mode=args.mode, u8_input=args.u8_input)
-    rows = bench_report.rows(results)
-    machine = bench.machine()
+    rows = bench_results.rows(results)
+    machine = machine_info()
     stem = RESULTS / re.sub(r"[^A-Za-z0-9]+", "-", machine["cpu"]).strip("-").lower()
     RESULTS.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "runs": args.runs, "mode": args.mode,
                                                      "u8_input": args.u8_input, "rows": rows,
                                                      "results": [r.to_dict() for r in results]}, indent=1))
-    stem.with_suffix(".md").write_text(f"{bench.machine_line(machine)}; median of {args.runs} runs, "
+    stem.with_suffix(".md").write_text(f"{machine_line(machine)}; median of {args.runs} runs, "
                                        f"interleaved; ratio to onnxruntime fp32; mode {args.mode}"
                                        + (", OpenVINO with --u8-input" if args.u8_input else "") + "\n\n"
-                                       + bench_report.markdown_table(rows) + "\n")
-    bench_report.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']} · "
+                                       + bench_results.markdown_table(rows) + "\n")
+    bench_results.plot(rows, stem.with_suffix(".png"), title=f"nanodet-plus-m on {machine['cpu']} · "
                       + " ".join(machine["isa"]))
-    print(bench.machine_line(machine))
-    print(bench_report.format_table(rows, bench_report.columns_of(rows)))
+    print(machine_line(machine))
+    print(bench_results.format_table(rows, bench_results.columns_of(rows)))
     print(f"wrote {stem}.json/.md/.png in {time.perf_counter() - started:.0f} s")
 
 

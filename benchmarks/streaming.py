@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 
 from nanodet_deploy import Detector
-from nanodet_deploy.bench import machine, machine_line
+from nanodet_deploy.machine import machine, machine_line
 from nanodet_deploy.images import read_image
 from nanodet_deploy.streaming import pipelined, sequential
 

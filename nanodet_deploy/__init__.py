@@ -1,9 +1,10 @@
 """nanodet-deploy: NanoDet-Plus from PyTorch to ONNX Runtime, OpenVINO, MNN and ncnn, with one shared
 pre/post-processing path and a parity gate against the PyTorch reference."""
 
-__version__ = "0.1.0"
-
 from . import offline as _offline
+from .version import __version__
+
+__all__ = ["Detector", "__version__"]
 
 _offline.apply()  # before any backend library loads: no telemetry, nothing under HOME
 

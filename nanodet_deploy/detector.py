@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .processing import (IOU_THR, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, input_format_of,
+from .processing import (IOU_THR, MAX_DETS, SCORE_THR, Detections, ProcessingConfig,
                          postprocess, preprocess)
 from .errors import UsageError
 from .runtimes import open_export, runtime_class
@@ -76,7 +76,7 @@ class Detector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         """One BGR image (H x W x 3 uint8; gray, BGRA and 16-bit are converted) -> its detections."""
-        tensor, matrix = preprocess(image, self.processing, input_format_of(self.runtime))
+        tensor, matrix = preprocess(image, self.processing, self.runtime.input_format)
         raw = self.runtime.run(tensor)[0]
         return postprocess(raw, matrix, (image.shape[1], image.shape[0]), self.processing)
 

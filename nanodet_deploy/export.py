@@ -17,13 +17,12 @@ from pathlib import Path
 
 from .errors import UsageError
 from .files import temporary_files_in
-from .manifest import (MANIFEST_NAME, Manifest, ManifestError, file_checksum, is_plain_name,
-                       package_versions, read_manifest, write_manifest)
+from .manifest import (MANIFEST_NAME, PARITY_NAME, REPORT_NAME, Manifest, ManifestError, file_checksum,
+                       is_plain_name, package_versions, read_manifest, write_manifest)
 from .parity import Budgets, ParityReport, compare, synthetic_images, write_report
 from .processing import FLOAT_NCHW
+from .report import parity_page
 
-PARITY_NAME = "parity.json"
-REPORT_NAME = "report.html"  # nanodet_deploy.report writes it beside parity.json
 REJECTED_DIR = "rejected"
 
 
@@ -41,7 +40,7 @@ class ExportResult:
         return self.report.passed
 
 
-def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str | None = None,
+def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", model: str | None = None,
            config: str | Path | None = None, input_size: tuple[int, int] | None = None,
            keep_ratio: bool | None = None, precision: str = "fp32", calib: str | Path | None = None,
            calib_images: int = 100, calib_method: str | None = None, keep_float=None, opset: int | None = None,
@@ -96,7 +95,7 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
                       unsafe=unsafe_load)
         processing = loaded.spec.processing_config()
         with temporary_files_in(staging / ".tmp"), _naming(out):
-            files, conversion, packages = converter.convert(
+            files, conversion = converter.convert(
                 loaded.module, processing, staging, precision=precision, calib_paths=calib_paths, progress=progress,
                 **{name: value for name, value in options.items() if value is not None})
         shutil.rmtree(staging / ".tmp", ignore_errors=True)
@@ -104,8 +103,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
             loaded.spec, processing, backend=target.backend, precision=precision, files=files,
             input_format=conversion.get("input_format", FLOAT_NCHW),
             checkpoint_sha256=loaded.sha256, batch="dynamic" if dynamic_batch else "1",
-            versions=package_versions("torch", *packages),
-            conversion={"target": to, "checkpoint": str(Path(loaded.checkpoint).resolve()),
+            versions=package_versions(*target.packages),
+            conversion={"target": target.name, "checkpoint": str(Path(loaded.checkpoint).resolve()),
                         "architecture": loaded.spec.architecture(), **conversion})
         with _naming(out):
             converter.embed_manifest(staging / files["model"], manifest.to_json())
@@ -131,10 +130,8 @@ def export(checkpoint, to: str = "onnx", out: str | Path = "export", model: str 
             phone_report.gate.artifact = report.artifact
         write_report(staging / PARITY_NAME, [report], budgets, phone)
         if html_report:
-            from .report import parity_report
-
-            parity_report(staging / PARITY_NAME, images=calib_paths if on_calibration else verify_images,
-                          label=report.artifact)
+            parity_page(staging / PARITY_NAME, images=calib_paths if on_calibration else verify_images,
+                        label=report.artifact)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
         return ExportResult(directory, manifest, report, conversion, converter.describe(conversion), phone)
     finally:
@@ -347,11 +344,32 @@ def verify(directory: str | Path, images=None, ann=None, checkpoint=None, budget
         moved = None if report.passed or infer_precision else reject_in_place(folder)
         write_report((moved or folder) / PARITY_NAME, [report], budgets, phone)
         if html_report:
-            from .report import parity_report
-
-            parity_report((moved or folder) / PARITY_NAME, images=images, label=str(moved or folder))
+            parity_page((moved or folder) / PARITY_NAME, images=images, label=str(moved or folder))
         results.append(VerifyResult(folder, report, moved, phone))
     return results
+
+
+def verify_outcome(results: list[VerifyResult], infer_precision: str | None = None) -> tuple[list[str], bool]:
+    """What ``verify`` says after its tables — which exports were rejected (moved), over budget in an execution
+    mode or on the emulated phone (left in place), or carry a Fast fp16 the app must keep off — and whether it
+    failed (exit 1)."""
+    lines = []
+    rejected = [str(r.moved_to) for r in results if r.moved_to]
+    failed = [str(r.folder) for r in results if not r.report.passed]
+    if rejected:
+        lines.append(f"rejected (over budget, moved): {', '.join(rejected)}")
+    elif failed:
+        lines.append(f"over budget with --infer-precision {infer_precision} (artifacts left in place): "
+                     f"{', '.join(failed)}")
+    phone_failed = [str(r.folder) for r in results if not r.phone_passed]
+    if phone_failed:
+        lines.append(f"over budget on the emulated phone in the app's default mode (left in place): "
+                     f"{', '.join(phone_failed)}")
+    fast_over = sorted({str(r.folder) for r in results for p in r.phone if not p.required and not p.passed})
+    if fast_over:
+        lines.append(f"note: the app's Fast fp16 is over budget for {', '.join(fast_over)}; `export --arch arm64` "
+                     f"records that in nanodet.json (fast_fp16: forbidden) and the app keeps it off")
+    return lines, bool(failed or phone_failed)
 
 
 def recorded_checkpoint(folder: Path, manifest: Manifest) -> Path:

@@ -24,6 +24,9 @@ from .json_input import depth
 from .processing import INPUT_FORMATS, MAX_INPUT_SIDE, ProcessingConfig
 
 MANIFEST_NAME = "nanodet.json"
+# what export and verify write beside the manifest (parity.ParityReport as JSON, and report.py's page of it)
+PARITY_NAME = "parity.json"
+REPORT_NAME = "report.html"
 SCHEMA_VERSION = 2            # 2: per-file sha256 + size ("checksums"); 1 (no checksums) is still read
 READABLE_SCHEMAS = (1, 2)
 OUTPUT_LAYOUT = ("one tensor [B, N, C + 4*(reg_max+1)]: C sigmoid class scores, then 4 x (reg_max+1) "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelOutputError
-from .processing import (FLOAT_NCHW, MAX_DETS, SCORE_THR, Detections, ProcessingConfig, input_format_of,
+from .processing import (FLOAT_NCHW, MAX_DETS, SCORE_THR, Detections, ProcessingConfig,
                          normalise, postprocess, preprocess)
 
 AGREEMENT_MIN_SCORE = 0.3
@@ -167,8 +167,8 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
         image = read_image(image) if not isinstance(image, np.ndarray) else image
         # an export that normalises in its graph gets the 8-bit image (its own input path is what is measured);
         # the reference, that image normalised: one warp for both
-        art_input, matrix = preprocess(image, processing, input_format_of(artifact))
-        tensor = art_input if input_format_of(artifact) == FLOAT_NCHW else normalise(art_input[0], processing)
+        art_input, matrix = preprocess(image, processing, artifact.input_format)
+        tensor = art_input if artifact.input_format == FLOAT_NCHW else normalise(art_input[0], processing)
         comparison.add(reference.run(tensor)[0], artifact.run(art_input)[0], matrix,
                        (image.shape[1], image.shape[0]), source)
         if progress:

@@ -221,11 +221,6 @@ def _fma32(a, b, c) -> np.ndarray:
     return total.astype(np.float32)
 
 
-def input_format_of(runtime) -> str:
-    """The input a runtime takes (its ``input_format``; float NCHW unless it says otherwise)."""
-    return getattr(runtime, "input_format", FLOAT_NCHW)
-
-
 def preprocess(image: np.ndarray, cfg: ProcessingConfig,
                input_format: str = FLOAT_NCHW) -> tuple[np.ndarray, np.ndarray]:
     """BGR image -> (input [1, 3, H, W] float32 — or [1, H, W, 3] uint8 for BGR8_NHWC —, warp matrix

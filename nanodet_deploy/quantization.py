@@ -538,6 +538,10 @@ def stem_convs(onnx_model) -> list[str]:
 
 FLOAT_PARTS = {"stem": stem_convs, "head": head_convs}
 AUTO = "auto"
+# The recipe as a converter declares it (converters.Converter): a converter that takes the recipe as it is imports
+# these; one that adds its own methods or parts says so beside its measurements.
+CALIBRATION_METHODS = METHODS
+DEFAULT_FLOAT_PARTS = (AUTO,)
 
 
 def float_choice(keep_float):

@@ -30,7 +30,7 @@ def _environment():
 
 
 def _render(template: str, path: Path, source: Path, **context) -> Path:
-    from . import __version__
+    from .version import __version__
     from .files import write_text_atomic
 
     import jinja2
@@ -104,8 +104,8 @@ def _read_json(path: Path) -> dict:
     return document
 
 
-# The fields a report reads, typed (json_input). They follow what writes them: parity.ParityReport,
-# phone.PhoneReport and bench_report.rows; tests/test_report.py keeps the field lists equal.
+# The fields a parity page reads, typed (json_input). They follow what writes them: parity.ParityReport and
+# phone.PhoneReport; tests/test_report.py keeps the field lists equal. (The bench JSON's: bench_results.)
 _FIGURE, _TEXT = Number(), Text()
 _DETECTION = Record({"label": Whole(), "score": Number(finite=True), "box": ListOf(Number(finite=True), 4, 4),
                      "matched": Flag()})
@@ -135,31 +135,11 @@ PHONE_FIELDS = {"cpu": _TEXT, "mode": _TEXT, "fast_fp16": Flag(), "images": Whol
 PARITY_JSON = Record({"budgets": MapOf(_FIGURE), "artifacts": ListOf(_ARTIFACT, 1),
                       "phone": ListOf(Record(PHONE_FIELDS, optional=("same_bits_as_first_cpu", "same_tolerance")))},
                      optional=("budgets", "phone"))
-_MS, _OPTIONAL_FIGURE = Number(finite=True), Optional(Number(finite=True))
-BENCH_ROW_FIELDS = {
-    "backend": _TEXT, "precision": _TEXT, "ran": _TEXT, "size": _TEXT, "threads": Whole(1), "pre_ms": _MS,
-    "infer_ms": _MS, "post_ms": _MS, "total_ms": _MS, "total_p90_ms": _MS, "total_min_ms": _MS,
-    "ratio": _OPTIONAL_FIGURE, "infer_vs_fp32": _OPTIONAL_FIGURE, "overhead": _MS, "gflops_per_s": _OPTIONAL_FIGURE,
-    "size_mb": _OPTIONAL_FIGURE, "peak_rss_mb": _OPTIONAL_FIGURE, "map": _OPTIONAL_FIGURE,
-    "fps_sequential": _OPTIONAL_FIGURE, "fps_pipelined": _OPTIONAL_FIGURE, "pipelined_x": _OPTIONAL_FIGURE,
-    "note": _TEXT}
-_MACHINE = Record({"cpu": _TEXT, "cores": Optional(Whole()), "isa": ListOf(_TEXT), "system": _TEXT, "python": _TEXT,
-                   "versions": MapOf(_TEXT), "preprocessing": Optional(_TEXT)},
-                  optional=("cores", "isa", "system", "python", "versions", "preprocessing"))
-BENCH_JSON = Record({"machine": _MACHINE, "machine_line": _TEXT, "runs": Optional(Whole()), "mode": _TEXT,
-                     # older bench files lack the newer columns: they show as "-"
-                     "rows": ListOf(Record(BENCH_ROW_FIELDS, optional=("total_min_ms", "infer_vs_fp32",
-                                                                         "fps_sequential", "fps_pipelined",
-                                                                         "pipelined_x")), 1)},
-                    optional=("machine", "machine_line", "runs", "mode"))
-
-
-def parity_report(parity_json: Path, out: Path | None = None, images=None, label: str | None = None) -> Path:
+def parity_page(parity_json: Path, out: Path | None = None, images=None, label: str | None = None) -> Path:
     """``report.html`` beside ``parity_json`` (an export's or verify's), or at ``out``. The strip's pictures are
     read only from ``images`` (the folder or files the user gave; see ``image_roots``); ``label`` names the
     export folder on the page (default: the folder of ``parity_json``)."""
-    from .export import REPORT_NAME
-    from .manifest import MANIFEST_NAME, read_manifest
+    from .manifest import MANIFEST_NAME, REPORT_NAME, read_manifest
 
     parity_json = Path(parity_json)
     document = _read_json(parity_json)
@@ -203,45 +183,27 @@ def _phone_rows(phone: list[dict]) -> list[dict]:
             for entry in phone]
 
 
-def bench_report(bench_json: Path, out: Path | None = None) -> Path:
+def bench_page(bench_json: Path, out: Path | None = None) -> Path:
     """The bench page beside ``bench_json`` (same name, .html), or at ``out``."""
-    from . import bench_report as tables
+    from . import bench_results
+    from .machine import int8_hardware_note, machine_line
 
     bench_json = Path(bench_json)
-    document = _read_json(bench_json)
-    if not isinstance(document.get("rows"), list) or not document["rows"]:
-        raise UsageError(f"{bench_json}: not a bench result (no 'rows')")
-    document = checked(document, BENCH_JSON, bench_json)  # the rows only (not "results": cache folders' names)
+    document = bench_results.read(bench_json)
     rows, machine = document["rows"], document.get("machine") or {}
-    for row in rows:
-        for key, *_ in tables.THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",)]:
-            row.setdefault(key, None)
     longest = max(row["total_ms"] for row in rows) or 1.0
     for row in rows:
         row["bars"] = [(stage, row[key], 100 * row[key] / longest)
                        for stage, key in (("pre", "pre_ms"), ("inference", "infer_ms"), ("post", "post_ms"))]
-    columns = tables.columns_of(rows)
-    plot = _plot_data_uri(rows, machine)
-    return _render("bench.html.j2", Path(out) if out else bench_json.with_suffix(".html"), bench_json,
-                   machine_line=document.get("machine_line") or _machine_line(machine), machine=machine, rows=rows,
-                   columns=columns,
-                   plot=plot, runs=document.get("runs"), mode=document.get("mode", "latency"),
-                   int8_lines=tables.int8_summary(rows, _hardware_note(machine)), format_value=tables._fmt)
-
-
-def _machine_line(machine: dict) -> str:
-    from .bench import machine_line
-
     try:
-        return machine_line(machine)
+        line = document.get("machine_line") or machine_line(machine)
     except (KeyError, TypeError):
-        return "machine not recorded"
-
-
-def _hardware_note(machine: dict) -> str:
-    from .bench import int8_hardware_note
-
-    return int8_hardware_note(machine) if machine.get("isa") is not None else ""
+        line = "machine not recorded"
+    hardware_note = int8_hardware_note(machine) if machine.get("isa") is not None else ""
+    return _render("bench.html.j2", Path(out) if out else bench_json.with_suffix(".html"), bench_json,
+                   machine_line=line, machine=machine, rows=rows, columns=bench_results.columns_of(rows),
+                   plot=_plot_data_uri(rows, machine), runs=document.get("runs"), mode=document.get("mode", "latency"),
+                   int8_lines=bench_results.int8_summary(rows, hardware_note), format_value=bench_results.format_value)
 
 
 def _plot_data_uri(rows: list[dict], machine: dict) -> str | None:
@@ -252,9 +214,9 @@ def _plot_data_uri(rows: list[dict], machine: dict) -> str | None:
         return None
     import matplotlib.pyplot as plt
 
-    from . import bench_report as tables
+    from .bench_results import plot_figure
 
-    figure = tables.plot_figure(rows, title=f"nanodet-deploy bench · {machine.get('cpu', '')} · "
+    figure = plot_figure(rows, title=f"nanodet-deploy bench · {machine.get('cpu', '')} · "
                                 + " ".join(machine.get("isa") or []))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -265,18 +227,18 @@ def _plot_data_uri(rows: list[dict], machine: dict) -> str | None:
 def build(path: str | Path, out: Path | None = None, images=None) -> Path:
     """``nanodet-deploy report``: an export folder (its parity.json), a parity.json or a bench JSON; the
     parity strip shows the pictures found in ``images``."""
-    from .export import PARITY_NAME
+    from .manifest import PARITY_NAME
 
     path = Path(path)
     if path.is_dir():
         if not (path / PARITY_NAME).is_file():
             raise UsageError(f"{path}: no {PARITY_NAME} in this folder (not an export or verify result)")
-        return parity_report(path / PARITY_NAME, out, images)
+        return parity_page(path / PARITY_NAME, out, images)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
     document = _read_json(path)
     if "artifacts" in document:
-        return parity_report(path, out, images)
+        return parity_page(path, out, images)
     if "rows" in document:
-        return bench_report(path, out)
+        return bench_page(path, out)
     raise UsageError(f"{path}: neither a parity.json nor a bench JSON")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ImageError, UsageError
 from .images import printable
-from .processing import Detections, input_format_of, postprocess, preprocess
+from .processing import Detections, postprocess, preprocess
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 CAMERA_PREFIX = "camera:"
@@ -101,14 +101,14 @@ _DONE = object()
 
 def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Detections]]:
     """The same results as ``sequential``, with preprocessing of the next frame and postprocessing of the
-    previous one running while the current one is inferred; a runtime with ``run_stream`` (OpenVINO's
-    AsyncInferQueue) keeps several frames in inference at once. An exception in any stage is raised here."""
+    previous one running while the current one is inferred; a runtime whose ``run_stream`` overlaps requests
+    (OpenVINO's throughput mode) keeps several frames in inference at once. An exception in any stage is raised here."""
     prepared: queue.Queue = queue.Queue(QUEUE_DEPTH)
     inferred: queue.Queue = queue.Queue(QUEUE_DEPTH)
     finished: queue.Queue = queue.Queue(QUEUE_DEPTH)
     stop = threading.Event()
     runtime = detector.runtime
-    input_format = input_format_of(runtime)
+    input_format = runtime.input_format
 
     def put(target: queue.Queue, item) -> bool:
         while not stop.is_set():
@@ -156,7 +156,7 @@ def pipelined(detector, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarr
                 yield tensor
 
         try:
-            outputs = runtime.run_stream(tensors()) if hasattr(runtime, "run_stream") else map(runtime.run, tensors())
+            outputs = runtime.run_stream(tensors())
             for raw in outputs:
                 frame, matrix = waiting.popleft()
                 if not put(inferred, (frame, raw[0], matrix)):

@@ -4,7 +4,7 @@ import pytest  # noqa: E402
 
 
 def _machine_line() -> str:
-    from nanodet_deploy.bench import machine, machine_line
+    from nanodet_deploy.machine import machine, machine_line
 
     return f"machine: {machine_line(machine())}"
 
@@ -20,21 +20,25 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(_machine_line())
 
 
+GATE = ("--verify-images", helpers.VAL_IMAGES, "--verify-ann", helpers.VAL_ANN, "--threads", "2")
+
+
 @pytest.fixture(scope="session")
-def ncnn_416_export(tmp_path_factory):
-    """``ncnn_416_export(name, *options)``: ``nanodet-deploy export --to ncnn`` of the official 416 weights
-    under the full parity gate (val-dev with annotations), made once per session and shared by the tests of the
-    exporter (test_export_ncnn.py) and of the Android app (test_android_native.py). Returns (folder, result)."""
+def built(tmp_path_factory):
+    """``built(target, size, *options, gate=True)`` -> (folder, CompletedProcess): ``nanodet-deploy export --to
+    TARGET`` of the official SIZE weights with OPTIONS, under the full parity gate on val-dev (``gate=False``:
+    without --verify-images), made once per session and shared by every test that needs that export. A test that
+    changes the folder works on a copy (``helpers.copy_export``). A rejected export is returned too (its folder
+    is OUT/rejected): the test decides what its verdict should be."""
     made = {}
 
-    def export(name: str, *options):
-        if name not in made:
-            out = tmp_path_factory.mktemp("ncnn") / name
-            result = helpers.export_cli(out, "ncnn", "--checkpoint", helpers.weights(416), *options,
-                                        "--verify-images", helpers.VAL_IMAGES, "--verify-ann", helpers.VAL_ANN,
-                                        "--threads", "2")
-            assert result.returncode == 0, result.stdout + result.stderr
-            made[name] = (out, result, options)
-        assert made[name][2] == options, f"{name} was made with other options"
-        return made[name][:2]
-    return export
+    def build(target: str, size: int, *options, gate: bool = True):
+        key = (target, size, tuple(map(str, options)), gate)
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"{target}-{size}") / "export"
+            result = helpers.export_cli(out, target, "--checkpoint", helpers.weights(size), *options,
+                                        *(GATE if gate else ()))
+            assert result.returncode in (0, 1), result.stdout + result.stderr  # 1: rejected by the gate
+            made[key] = (out if result.returncode == 0 else out / "rejected", result)
+        return made[key]
+    return build

@@ -106,3 +106,11 @@ def assert_infer_reproduces_official(export_dir, tmp_path, *options) -> subproce
     assert_reproduces_official({e["image"].rsplit("/", 1)[-1]: e["detections"] for e in json.loads(out.read_text())},
                                416)
     return result
+
+
+def copy_export(source: Path, folder: Path) -> Path:
+    """A copy of a shared export folder (``built``) for a test that changes it."""
+    import shutil
+
+    shutil.copytree(source, folder)
+    return folder

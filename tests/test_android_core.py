@@ -150,7 +150,7 @@ def test_android_install_puts_the_export_into_the_apps_assets(tmp_path):
 
     result = run_cli("android", export, "--app", tmp_path)
     assert result.returncode == 2 and "not the Android demo project" in result.stderr
-    result = export_cli(tmp_path / "onnx", "onnx", "--checkpoint", weights(320), "--android", app)
+    result = export_cli(tmp_path / "onnx", "onnxruntime", "--checkpoint", weights(320), "--android", app)
     assert result.returncode == 2 and "--android needs --to ncnn" in result.stderr
 
 

@@ -194,8 +194,8 @@ def test_the_apps_precision_switches_are_the_toolkits(app_cli):
 
 
 @pytest.fixture(scope="module")
-def fp32_export(ncnn_416_export):
-    return ncnn_416_export("m416-fp32")[0]
+def fp32_export(built):
+    return built("ncnn", 416)[0]
 
 
 def test_fp32_export_gives_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, fp32_export, tmp_path, request):
@@ -235,11 +235,11 @@ def test_a_manifest_that_forbids_fast_fp16_keeps_it_off(app, fp32_export, tmp_pa
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, ncnn_416_export, tmp_path,
+def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitmaps, built, tmp_path,
                                                                        precision, request):
     # the exports test_export_ncnn.py checks against the official and released models
     options = ["--int8", "--calib", CALIB_IMAGES] if precision == "int8" else ["--fp16"]
-    export = ncnn_416_export(f"m416-{precision}", *options)[0]
+    export = built("ncnn", 416, *options)[0]
     assert read_manifest(export).precision == precision
     toolkit = toolkit_detections(export, tmp_path)
     mine, running = app_detections(app, export, bitmaps, tmp_path)

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from nanodet_deploy.bench import Cell, count_macs, plan
+from nanodet_deploy.bench_cells import Cell, plan
+from nanodet_deploy.model.macs import count_macs
+from nanodet_deploy.targets import BACKENDS
 from nanodet_deploy.errors import UsageError
 from nanodet_deploy.model import load
 
@@ -13,10 +15,14 @@ from .helpers import VAL_ANN, VAL_IMAGES, run_cli, weights
 
 
 def test_plan_keeps_meaningful_cells_only():
-    cells = plan(["torch", "onnxruntime", "openvino"], ["fp32", "fp16", "bf16"], [(416, 416)], [1, 2])
+    cells = plan(list(BACKENDS), ["fp32", "fp16", "bf16"], [(416, 416)], [1, 2])
     assert Cell("torch", "fp32", (416, 416), 2) in cells and Cell("torch", "fp16", (416, 416), 2) not in cells
-    assert [c for c in cells if c.precision == "bf16"] == [Cell("openvino", "bf16", (416, 416), t) for t in (1, 2)]
-    assert len(cells) == 2 * (1 + 2 + 3)
+    # bf16 is an execution mode of FP32 artifacts, only where a row has it (OpenVINO)
+    assert [c for c in cells if c.precision == "bf16"] == [
+        Cell(name, "bf16", (416, 416), t) for name, row in BACKENDS.items() if "bf16" in row.execution_modes
+        for t in (1, 2)]
+    per_backend = [len({"fp32", "fp16", "bf16"} & {*row.precisions, *row.execution_modes}) for row in BACKENDS.values()]
+    assert len(cells) == 2 * sum(per_backend) and any(c.backend == "openvino" and c.precision == "bf16" for c in cells)
     with pytest.raises(UsageError, match="unknown backend 'tensorrt'"):
         plan(["tensorrt"], ["fp32"], [(416, 416)], [2])
 
@@ -48,7 +54,7 @@ def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
     assert rows[("onnxruntime", "fp32")]["ratio"] == 1.0 and rows[("onnxruntime", "fp32")]["size_mb"] > 4
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every result names the machine: CPU, instruction sets, backend versions
-    from nanodet_deploy.bench import machine, machine_line
+    from nanodet_deploy.machine import machine, machine_line
 
     line = machine_line(machine())
     assert report["machine_line"] == line and "cores" in line and "onnxruntime " in line

@@ -23,8 +23,9 @@ from nanodet_deploy.manifest import MANIFEST_NAME
 from nanodet_deploy.model import load
 from nanodet_deploy.parity import box_iou
 from nanodet_deploy.processing import ProcessingConfig, center_priors, postprocess, warp_matrix
+from nanodet_deploy.targets import BACKENDS, REFERENCE, TARGETS
 
-from .helpers import VAL_IMAGES, error_lines, export_cli, run_cli, weights
+from .helpers import VAL_IMAGES, copy_export, error_lines, export_cli, run_cli, weights
 
 GOOD = VAL_IMAGES / "000000000139.jpg"
 
@@ -114,12 +115,10 @@ def test_random_bytes_and_code_running_pickles_over_the_cli(tmp_path):
 
 # ---------------------------------------------------------------- exports
 
-@pytest.fixture(scope="module")
-def good_onnx(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hardening") / "export"
-    result = export_cli(out, "onnx", "--checkpoint", weights(320))
-    assert result.returncode == 0, result.stderr
-    return out
+@pytest.fixture
+def good_onnx(built, tmp_path):
+    """A copy of the session's ONNX Runtime export at 320 (these tests write into it or beside it)."""
+    return copy_export(built("onnxruntime", 320, gate=False)[0], tmp_path / "good" / "export")
 
 
 def snapshot(folder):
@@ -132,7 +131,7 @@ def leftovers(parent):
 
 def test_an_unwritable_output_folder_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("x")
-    result = export_cli(tmp_path / "afile" / "out", "onnx", "--checkpoint", weights(320))
+    result = export_cli(tmp_path / "afile" / "out", "onnxruntime", "--checkpoint", weights(320))
     assert result.returncode == 2 and error_lines(result) == [
         f"error: {tmp_path / 'afile' / 'out'}: cannot write an export there ({tmp_path / 'afile'} is a file, "
         f"not a folder)"]
@@ -150,7 +149,7 @@ def test_a_write_failure_midway_leaves_no_artifact_and_the_old_export_intact(goo
 
     monkeypatch.setattr(export_module, "write_manifest", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        export(weights(320), to="onnx", out=good_onnx, precision="fp16")
+        export(weights(320), to="onnxruntime", out=good_onnx, precision="fp16")
     assert snapshot(good_onnx) == before and not leftovers(good_onnx.parent)
 
 
@@ -214,18 +213,15 @@ def test_a_missing_or_malformed_manifest_is_refused(good_onnx, tmp_path):
 # ---------------------------------------------------------------- concurrency
 
 @pytest.fixture(scope="module")
-def detectors(tmp_path_factory, good_onnx):
-    """One Detector per backend (FP32, 320)."""
-    made = {"torch": Detector(checkpoint=weights(320), threads=2), "onnxruntime": Detector.from_export(good_onnx)}
-    for target in ("openvino", "mnn", "ncnn"):
-        out = tmp_path_factory.mktemp("concurrency") / target
-        result = export_cli(out, target, "--checkpoint", weights(320))
-        assert result.returncode == 0, result.stderr
-        made[target] = Detector.from_export(out, threads=2)
+def detectors(built):
+    """One Detector per registered backend (FP32, 320; the exports are the session's)."""
+    made = {REFERENCE.name: Detector(checkpoint=weights(320), threads=2)}
+    for target in TARGETS:
+        made[target] = Detector.from_export(built(target, 320, gate=False)[0], threads=2)
     return made
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino", "mnn", "ncnn"])
+@pytest.mark.parametrize("backend", list(BACKENDS))
 def test_eight_threads_get_the_serial_results(detectors, backend):
     detector = detectors[backend]
     images = [read_image(p) for p in sorted(VAL_IMAGES.iterdir())[:12]]

@@ -103,10 +103,10 @@ def test_an_fp32_export_gated_on_the_phone(arm64_program, phone_images, tmp_path
     assert "the app's Fast fp16 switch for this export: forbidden" in result.stdout
 
 
-def test_verify_an_int8_export_on_the_phone(ncnn_416_export, arm64_program, phone_images, tmp_path, request):
+def test_verify_an_int8_export_on_the_phone(built, arm64_program, phone_images, tmp_path, request):
     """`verify --arch arm64` on the suite's INT8 export: ARM's integer kernels (Winograd on cortex-a53, sdot on
     cortex-a76) give this machine's detections, and the gate's INT8 floors hold against PyTorch."""
-    export = ncnn_416_export("m416-int8", "--int8", "--calib", CALIB_IMAGES)[0]
+    export = built("ncnn", 416, "--int8", "--calib", CALIB_IMAGES)[0]
     folder = tmp_path / export.name
     shutil.copytree(export, folder)  # verify writes parity.json and report.html: not into the shared export
     result = run_cli("verify", folder, "--images", phone_images, "--arch", "arm64", "--cpu", CPUS, "--threads", "2")
@@ -116,13 +116,13 @@ def test_verify_an_int8_export_on_the_phone(ncnn_416_export, arm64_program, phon
     assert all(p["gate"]["reference_detections"] >= 20 for p in phone.values())
 
 
-def test_arch_arm64_without_the_tools_is_one_line(ncnn_416_export, tmp_path):
+def test_arch_arm64_without_the_tools_is_one_line(built, tmp_path):
     """No qemu or cross compiler on PATH: one line naming the apt packages, exit 2, before any work."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("cmake",):
         os.symlink(shutil.which(tool), bin_dir / tool)
-    result = run_cli("verify", ncnn_416_export("m416-fp32")[0], "--arch", "arm64", env={"PATH": str(bin_dir)})
+    result = run_cli("verify", built("ncnn", 416)[0], "--arch", "arm64", env={"PATH": str(bin_dir)})
     assert result.returncode == 2, result.stderr
     lines = error_lines(result)
     assert len(lines) == 1 and "g++-aarch64-linux-gnu" in lines[0] and "qemu-user" in lines[0], lines
@@ -130,16 +130,16 @@ def test_arch_arm64_without_the_tools_is_one_line(ncnn_416_export, tmp_path):
     assert set(ARM64_TOOLS.values()) >= {"qemu-user", "g++-aarch64-linux-gnu"}
 
 
-def test_arch_arm64_is_for_ncnn_exports_and_known_cpus(tmp_path, ncnn_416_export):
-    result = export_cli(tmp_path / "onnx", "onnx", "--checkpoint", weights(320), "--arch", "arm64")
+def test_arch_arm64_is_for_ncnn_exports_and_known_cpus(tmp_path, built):
+    result = export_cli(tmp_path / "onnx", "onnxruntime", "--checkpoint", weights(320), "--arch", "arm64")
     assert result.returncode == 2 and error_lines(result) == [
-        "error: --arch arm64 needs --to ncnn (the Android app runs ncnn), not --to onnx"], result.stderr
+        "error: --arch arm64 needs --to ncnn (the Android app runs ncnn), not --to onnxruntime"], result.stderr
     assert not (tmp_path / "onnx").exists()
-    result = run_cli("verify", ncnn_416_export("m416-fp32")[0], "--arch", "arm64", "--cpu", "cortex-a99")
+    result = run_cli("verify", built("ncnn", 416)[0], "--arch", "arm64", "--cpu", "cortex-a99")
     assert result.returncode == 2 and len(error_lines(result)) == 1 and "cortex-a99" in result.stderr
-    result = run_cli("verify", ncnn_416_export("m416-fp32")[0], "--arch", "riscv")
+    result = run_cli("verify", built("ncnn", 416)[0], "--arch", "riscv")
     assert result.returncode == 2 and "--arch must be host or arm64" in result.stderr
-    result = run_cli("verify", ncnn_416_export("m416-fp32")[0], "--cpu", "max")
+    result = run_cli("verify", built("ncnn", 416)[0], "--cpu", "max")
     assert result.returncode == 2 and "--cpu needs --arch arm64" in result.stderr
 
 
@@ -156,13 +156,13 @@ def qemu_children(parent: int) -> list[int]:
     return found
 
 
-def test_sigterm_ends_the_emulated_phones(ncnn_416_export, arm64_program, tmp_path):
+def test_sigterm_ends_the_emulated_phones(built, arm64_program, tmp_path):
     """SIGTERM while the phones compute (a CI timeout): exit 143 at once, every qemu process ended, the export's
     parity.json untouched."""
     from .test_untrusted import alive, wait_for
 
     folder = tmp_path / "m416-int8"
-    shutil.copytree(ncnn_416_export("m416-int8", "--int8", "--calib", CALIB_IMAGES)[0], folder)
+    shutil.copytree(built("ncnn", 416, "--int8", "--calib", CALIB_IMAGES)[0], folder)
     before = (folder / "parity.json").read_bytes()
     process = subprocess.Popen([sys.executable, "-m", "nanodet_deploy", "verify", str(folder), "--images",
                                 str(VAL_IMAGES), "--arch", "arm64", "--cpu", CPUS], stdout=subprocess.PIPE,

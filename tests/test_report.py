@@ -41,8 +41,8 @@ def assert_self_contained(html: str, allowed: list[str]):
 
 
 @pytest.fixture(scope="module")
-def int8_export(ncnn_416_export):
-    return ncnn_416_export("m416-int8", "--int8", "--calib", CALIB_IMAGES)[0]  # the options test_export_ncnn uses
+def int8_export(built):
+    return built("ncnn", 416, "--int8", "--calib", CALIB_IMAGES)[0]  # the options test_export_ncnn uses
 
 
 def test_an_int8_exports_report_in_headless_chromium(int8_export, tmp_path):
@@ -219,8 +219,8 @@ def test_the_report_schemas_list_what_the_writers_write():
     ParityReport, PhoneReport or a bench row without a type would be dropped from the page unnoticed."""
     from dataclasses import fields
 
-    from nanodet_deploy import bench_report, report
-    from nanodet_deploy.bench import Cell, CellResult
+    from nanodet_deploy import bench_results, report
+    from nanodet_deploy.bench_cells import Cell, CellResult
     from nanodet_deploy.parity import ParityReport
     from nanodet_deploy.phone import PhoneReport
 
@@ -231,4 +231,4 @@ def test_the_report_schemas_list_what_the_writers_write():
     timing = {"median": 1.0, "p90": 1.0, "min": 1.0}
     result = CellResult(Cell("onnxruntime", "fp32", (416, 416), 2), preprocess_ms=timing, inference_ms=timing,
                         postprocess_ms=timing, total_ms=timing, fps_sequential=1.0, fps_pipelined=1.0)
-    assert set(report.BENCH_ROW_FIELDS) == set(bench_report.rows([result])[0])
+    assert set(bench_results.BENCH_ROW_FIELDS) == set(bench_results.rows([result])[0])

@@ -18,19 +18,24 @@ import torch
 
 from nanodet_deploy import Detector
 from nanodet_deploy.errors import NanodetDeployError
-from nanodet_deploy.export import export
 from nanodet_deploy.manifest import MANIFEST_NAME, ManifestError, read_manifest, write_manifest
 from nanodet_deploy.model import load
 from nanodet_deploy.parity import Budgets, compare
 from nanodet_deploy.processing import MAX_INPUT_SIDE
 from nanodet_deploy.runtimes.torch import TorchRuntime
 
-from .helpers import CALIB_IMAGES, VAL_IMAGES, error_lines, run_cli, weights
+from nanodet_deploy.targets import TARGETS
+
+from .helpers import CALIB_IMAGES, VAL_IMAGES, copy_export, error_lines, run_cli, weights
 
 GOOD = VAL_IMAGES / "000000000139.jpg"
-TARGETS = ("onnx", "openvino", "mnn", "ncnn")
-WEIGHT_FILE = {"onnx": "model", "openvino": "weights", "mnn": "model", "ncnn": "weights"}  # role of the big file
 ROOT = os.geteuid() == 0
+
+
+def weight_file(folder: Path) -> str:
+    """The role (manifest ``files`` key) of an export's biggest file: the one that holds the weights."""
+    files = read_manifest(folder).files
+    return max(files, key=lambda role: (folder / files[role]).stat().st_size)
 
 
 def one_line(result, code=2) -> str:
@@ -41,20 +46,10 @@ def one_line(result, code=2) -> str:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """An FP32 export at 320 per target."""
-    root = tmp_path_factory.mktemp("untrusted")
-    made = {}
-    for target in TARGETS:
-        result = export(weights(320), to=target, out=root / target, threads=2)
-        assert result.accepted
-        made[target] = root / target
-    return made
-
-
-def copy_export(source: Path, folder: Path) -> Path:
-    shutil.copytree(source, folder)
-    return folder
+def exports(built):
+    """The FP32 export at 320 of every registered target (the session's, shared with other modules: tests copy
+    before they change one)."""
+    return {target: built(target, 320, gate=False)[0] for target in TARGETS}
 
 
 def edit_manifest(folder: Path, change) -> None:
@@ -72,7 +67,7 @@ def resign(folder: Path) -> None:
 
 @pytest.mark.parametrize("name", ["../outside.onnx", "/tmp/outside.onnx", "sub/model.onnx", "..", "link"])
 def test_file_names_that_leave_the_folder_are_refused(exports, tmp_path, name):
-    folder = copy_export(exports["onnx"], tmp_path / "export")
+    folder = copy_export(exports["onnxruntime"], tmp_path / "export")
     outside = tmp_path / "outside.onnx"
     shutil.copy(folder / "model.onnx", outside)
     if name == "link":
@@ -129,7 +124,7 @@ def test_no_command_touches_a_file_outside_the_folders_named(exports, tmp_path):
 def test_onnx_external_data_outside_the_folder_is_one_line(exports, tmp_path):
     import onnx
 
-    folder = copy_export(exports["onnx"], tmp_path / "export")
+    folder = copy_export(exports["onnxruntime"], tmp_path / "export")
     model = onnx.load(str(folder / "model.onnx"))
     onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, location="weights.data",
                     size_threshold=0)
@@ -157,11 +152,11 @@ def damage(path: Path, how: str) -> None:
     path.write_bytes(data)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_damaged_model_files_are_refused_by_their_checksum(exports, tmp_path, target):
     for how in ("zeros", "half", "64 bytes", "empty"):
         folder = copy_export(exports[target], tmp_path / how.replace(" ", "-"))
-        name = read_manifest(folder).files[WEIGHT_FILE[target]]
+        name = read_manifest(folder).files[weight_file(folder)]
         damage(folder / name, how)
         expected = "sha256 differs" if how == "zeros" else "bytes, nanodet.json records"
         with pytest.raises(ManifestError, match=expected):
@@ -171,12 +166,12 @@ def test_damaged_model_files_are_refused_by_their_checksum(exports, tmp_path, ta
             assert str(folder / name) in line and "changed or was damaged after export" in line
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_truncated_files_matching_their_manifest_are_one_line(exports, tmp_path, target):
     """Someone truncated the files and rewrote the checksums: the backend's own failure, as one line."""
     for how in ("half", "64 bytes", "empty"):
         folder = copy_export(exports[target], tmp_path / how.replace(" ", "-"))
-        damage(folder / read_manifest(folder).files[WEIGHT_FILE[target]], how)
+        damage(folder / read_manifest(folder).files[weight_file(folder)], how)
         resign(folder)
         with pytest.raises(NanodetDeployError) as error:
             Detector.from_export(folder)
@@ -184,13 +179,13 @@ def test_truncated_files_matching_their_manifest_are_one_line(exports, tmp_path,
     assert str(folder) in one_line(run_cli("infer", GOOD, "--export", folder))
 
 
-def test_a_model_file_from_another_export_is_refused(exports, tmp_path):
+def test_a_model_file_from_another_export_is_refused(exports, built, tmp_path):
     """Same size, other checkpoint: the checksum; an FP16 model under an FP32 manifest, even with the checksums
     rewritten: the precision found in the model."""
     import onnx
     from onnx import numpy_helper
 
-    folder = copy_export(exports["onnx"], tmp_path / "swapped")
+    folder = copy_export(exports["onnxruntime"], tmp_path / "swapped")
     model = onnx.load(str(folder / "model.onnx"))
     size = (folder / "model.onnx").stat().st_size
     for tensor in model.graph.initializer:  # other weights, same shapes: what another checkpoint gives
@@ -201,9 +196,10 @@ def test_a_model_file_from_another_export_is_refused(exports, tmp_path):
     assert (folder / "model.onnx").stat().st_size == size
     assert "sha256 differs" in one_line(run_cli("infer", GOOD, "--export", folder))
 
-    for target in ("onnx", "openvino"):
-        fp16 = export(weights(320), to=target, out=tmp_path / f"{target}-fp16", precision="fp16").directory
-        folder = copy_export(exports[target], tmp_path / f"{target}-fp32-with-fp16-files")
+    # every runtime that reads the precision its model file holds (the session's 416 exports: none made here)
+    for target in [n for n, t in TARGETS.items() if "fp16" in t.precisions and t.runtime_class().reads_stored_precision]:
+        fp16 = built(target, 416, "--fp16")[0]
+        folder = copy_export(built(target, 416)[0], tmp_path / f"{target}-fp32-with-fp16-files")
         for name in read_manifest(folder).files.values():
             shutil.copy(fp16 / name, folder / name)
         resign(folder)
@@ -242,7 +238,7 @@ def test_manifest_values_are_typed_and_bounded(exports, tmp_path, change, fragme
 
 
 def test_huge_and_deeply_nested_manifests_are_refused_unparsed(exports, tmp_path):
-    folder = copy_export(exports["onnx"], tmp_path / "export")
+    folder = copy_export(exports["onnxruntime"], tmp_path / "export")
     (folder / MANIFEST_NAME).write_text('{"a": ' + "[" * 100000 + "]" * 100000 + "}")
     assert "nested more than" in one_line(run_cli("infer", GOOD, "--export", folder))
     with open(folder / MANIFEST_NAME, "wb") as f:  # 250 MB, sparse: refused by its size before it is read
@@ -266,7 +262,7 @@ def nan_checkpoint(tmp_path, value=float("nan")) -> Path:
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_a_checkpoint_with_a_non_finite_weight_is_refused(tmp_path, value):
     path = nan_checkpoint(tmp_path, value)
-    for command in (["infer", GOOD], ["export", "--to", "onnx", "--out", tmp_path / "out"]):
+    for command in (["infer", GOOD], ["export", "--to", "onnxruntime", "--out", tmp_path / "out"]):
         line = one_line(run_cli(*command, "--checkpoint", path, "--model", "nanodet-plus-m_320"))
         assert str(path) in line and "NaN or Inf" in line and "head.gfl_cls.0.weight" in line
     assert not (tmp_path / "out").exists()
@@ -293,7 +289,7 @@ def test_the_gate_fails_nan_outputs():
                                       "note": "the model produced NaN/Inf"} in report.checks
 
 
-@pytest.mark.parametrize("target", ["onnx", "openvino"])
+@pytest.mark.parametrize("target", [name for name, target in TARGETS.items() if "int8" in target.precisions])
 def test_int8_calibrated_on_one_grey_pixel_cannot_publish(tmp_path, target):
     """Without annotations the label-free INT8 floors decide: on val-dev images (agreement), and with no
     verify images at all on the calibration images (one grey pixel holds nothing to agree on)."""
@@ -370,7 +366,7 @@ def test_no_network_traffic_and_nothing_under_home(tmp_path):
     cli = f"{sys.executable} -m nanodet_deploy"
     common = f"--checkpoint {weights(320)} --threads 2"
     script = " && ".join([
-        f"{cli} export --to onnx {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --out {tmp_path}/onnx",
+        f"{cli} export --to onnxruntime {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --out {tmp_path}/onnx",
         f"{cli} export --to openvino {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --keep-float none "
         f"--out {tmp_path}/ov",
         f"{cli} export --to openvino {common} --int8 --calib {CALIB_IMAGES} --calib-images 40 --calib-method nncf "
@@ -429,7 +425,7 @@ def test_sigterm_during_export_leaves_nothing(tmp_path):
     assert not (tmp_path / "ncnn").exists() and list(tmpdir.iterdir()) == []
 
     out = tmp_path / "onnx"
-    process = subprocess.Popen([*cli, "--to", "onnx", "--int8", "--calib", str(CALIB_IMAGES), "--out", str(out)],
+    process = subprocess.Popen([*cli, "--to", "onnxruntime", "--int8", "--calib", str(CALIB_IMAGES), "--out", str(out)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(out.glob(".staging.*/model.fp32.onnx")))  # traced: calibration comes next
     time.sleep(3)  # inside calibrate(): equalizing and the two calibration passes take ~20 s of the export
@@ -462,16 +458,16 @@ def test_out_on_its_own_file_system_read_only_or_full(tmp_path, mount):
     """--out as a mount point (docker -v): works; a read-only one is refused before any work; a full one fails
     on one line naming the folder and leaves it empty."""
     mounted = mount(tmp_path / "mnt", "size=64m")
-    result = run_cli("export", "--to", "onnx", "--checkpoint", weights(320), "--out", mounted)
+    result = run_cli("export", "--to", "onnxruntime", "--checkpoint", weights(320), "--out", mounted)
     assert result.returncode == 0, result.stderr
     assert read_manifest(mounted).files == {"model": "model.onnx"}
 
     read_only = mount(tmp_path / "ro", "ro,size=1m")
-    line = one_line(run_cli("export", "--to", "onnx", "--checkpoint", weights(320), "--out", read_only))
+    line = one_line(run_cli("export", "--to", "onnxruntime", "--checkpoint", weights(320), "--out", read_only))
     assert line == f"error: {read_only}: cannot write an export there (Read-only file system)"
 
     full = mount(tmp_path / "full", "size=1m")
-    line = one_line(run_cli("export", "--to", "onnx", "--checkpoint", weights(320), "--out", full), code=1)
+    line = one_line(run_cli("export", "--to", "onnxruntime", "--checkpoint", weights(320), "--out", full), code=1)
     assert line.startswith(f"error: {full}") and "No space left on device" in line, line
     assert list(full.iterdir()) == []
 
@@ -508,7 +504,7 @@ def _other_weights(folder: Path, role: str) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_a_file_swapped_after_the_check_is_not_what_loads(exports, tmp_path, target):
     """The runtime loads the descriptor that was hashed (manifest.pinned_files): a file renamed over the checked
     one between the check and the load (at 5c11f11 a fast swap loop ran an unchecked model 4 times in 12) does
@@ -520,7 +516,7 @@ def test_a_file_swapped_after_the_check_is_not_what_loads(exports, tmp_path, tar
     manifest = read_manifest(folder)
     tensor = np.random.default_rng(0).standard_normal((1, 3, 320, 320)).astype(np.float32)
     expected = Detector.from_export(folder, threads=1).runtime.run(tensor)
-    role = WEIGHT_FILE[target]
+    role = weight_file(folder)
     other = tmp_path / "other"
     other.write_bytes(_other_weights(folder, role))
     cls = get_backend(manifest.backend).runtime_class()
@@ -538,7 +534,7 @@ def test_a_swap_loop_never_runs_an_unchecked_model(exports, tmp_path):
     never the other one."""
     import threading
 
-    folder = copy_export(exports["onnx"], tmp_path / "export")
+    folder = copy_export(exports["onnxruntime"], tmp_path / "export")
     model = folder / "model.onnx"
     good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"
     shutil.copy(model, good)

@@ -7,6 +7,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import quantization
 from ..errors import UsageError
 from ..images import IMAGE_SUFFIXES, read_image
 from ..processing import ProcessingConfig, preprocess
@@ -45,6 +46,25 @@ def calibration_tensors(paths: list[Path], processing: ProcessingConfig, progres
         if progress:
             progress()
         yield tensor
+
+
+def read_calibration(paths: list[Path], processing: ProcessingConfig, progress=None) -> list[np.ndarray]:
+    """Every calibration image as its input tensor, with a progress bar (``progress(description, total)``)."""
+    advance = progress("reading calibration images", len(paths)) if progress else None
+    return list(calibration_tensors(paths, processing, advance))
+
+
+def shared_recipe(onnx_model, paths: list[Path], processing: ProcessingConfig, placement, method: str, keep_float,
+                  progress=None, always_float=()) -> tuple:
+    """The one INT8 recipe (``quantization.calibrate``) for the FP32 ``onnx_model`` on the calibration images
+    ``paths``, with the format's ``placement`` and the parts it can never quantize (``always_float``). Returns
+    (equalized model, recipe, the conversion record: the recipe's summary and how many images it saw) for the
+    format's writer."""
+    tensors = read_calibration(paths, processing, progress)
+    equalized, recipe = quantization.calibrate(onnx_model, tensors, processing.num_classes, placement,
+                                               quantization.float_choice(keep_float), method, progress,
+                                               always_float=always_float)
+    return equalized, recipe, {**recipe.summary(), "calibration_images": len(tensors)}
 
 
 def float_layers_summary(conversion: dict) -> str:

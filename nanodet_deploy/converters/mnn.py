@@ -23,13 +23,14 @@ from pathlib import Path
 import cv2
 
 from .. import quantization
+from ..quantization import DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
 from . import mnn_int8
 from . import onnx as onnx_converter
 from . import tools
-from .calibration import calibration_tensors
+from .calibration import shared_recipe
 
 MNNQUANT_METHODS = {"ema": "EMA", "kl": "KL", "admm": "ADMM"}
-CALIBRATION_METHODS = (*quantization.METHODS, *MNNQUANT_METHODS)
+CALIBRATION_METHODS = (*quantization.CALIBRATION_METHODS, *MNNQUANT_METHODS)
 # INT8 by measured val-dev mAP at 416 (FP32 0.3703), 100 calib-train images.
 #   mnnquant feature_quantize_method KL: 0.0264, ADMM: 0.0 (outputs destroyed), EMA: 0.3439, and 0.3413..0.3599
 #   over 16..100 images; MNN 3.6.1's EMA path never reads skip_quant_op_names (only KL/ADMM do), so nothing can
@@ -37,9 +38,6 @@ CALIBRATION_METHODS = (*quantization.METHODS, *MNNQUANT_METHODS)
 #   Compression parameters (mnn_int8.py), activation-aware mse ranges shared per group: stem and head in float
 #   0.3593 (103 of 110 convolutions INT8; minmax 0.3567), head only 0.3587, stem and the whole head 0.3544.
 #   The shared recipe (quantization.py), written as compression parameters (mnn_int8.py): below (README, MNN).
-DEFAULT_METHOD = quantization.DEFAULT_METHOD
-DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
-FLOAT_PARTS = quantization.FLOAT_PARTS
 PLACEMENT = quantization.Placement(outputs=True, symmetric=False)  # MNN's INT8 convolutions write INT8
 # Parts MNN's INT8 path cannot take, whatever the selection, measured at 416 on val-dev (FP32 0.3703): with only
 # the stem conv float (the sensitivity's choice), score cos 0.876, mAP 0.2712; with the head's final convs float
@@ -60,21 +58,19 @@ def convert(module, processing, directory: Path, precision: str = "fp32", opset:
     """The ``--to mnn`` target: ``model.mnn`` (precision "weight-int8": INT8 weights only). Returns (files,
     conversion, packages)."""
     weight_int8 = precision == "weight-int8"
-    intermediate = directory / "model.intermediate.onnx"
-    conversion = onnx_converter.export_onnx(module, processing.input_size, intermediate, opset=opset,
-                                            dynamic_batch=dynamic_batch)
     model = directory / "model.mnn"
-    if precision == "int8":
-        conversion.update(_convert_int8(intermediate, model, processing, calib_paths, calib_method.lower(),
-                                        keep_float, progress))
-    else:
-        flags = ["--fp16"] if precision == "fp16" else ["--weightQuantBits", "8"] if weight_int8 else []
-        conversion["mnn"] = _mnnconvert(intermediate, model, flags)
+    with onnx_converter.intermediate_onnx(module, processing.input_size, directory, opset=opset,
+                                          dynamic_batch=dynamic_batch) as (intermediate, conversion):
+        if precision == "int8":
+            conversion.update(_convert_int8(intermediate, model, processing, calib_paths, calib_method.lower(),
+                                            keep_float, progress))
+        else:
+            flags = ["--fp16"] if precision == "fp16" else ["--weightQuantBits", "8"] if weight_int8 else []
+            conversion["mnn"] = _mnnconvert(intermediate, model, flags)
     if weight_int8:
         conversion["weight_int8"] = ("weight-only INT8 (--weightQuantBits 8): smaller file, weights dequantized "
                                      "at load; activations and arithmetic stay float — not an activation-INT8 model")
-    intermediate.unlink()
-    return {"model": model.name}, conversion, ("onnx", "onnxsim", "onnxruntime", "MNN")
+    return {"model": model.name}, conversion
 
 
 def _mnnconvert(onnx_path: Path, model: Path, flags=()) -> str:
@@ -95,17 +91,13 @@ def _convert_int8(onnx_path: Path, model: Path, processing, calib_paths, method:
                          progress)
         float_model.unlink()
         return {**info, "keep_float": list(keep_float)}
-    advance = progress("reading calibration images", len(calib_paths)) if progress else None
-    tensors = list(calibration_tensors(calib_paths, processing, advance))
-    equalized, recipe = quantization.calibrate(onnx_model, tensors, processing.num_classes, PLACEMENT,
-                                               quantization.float_choice(keep_float), method, progress,
-                                               always_float=ALWAYS_FLOAT)
+    equalized, recipe, record = shared_recipe(onnx_model, calib_paths, processing, PLACEMENT, method, keep_float,
+                                              progress, always_float=ALWAYS_FLOAT)
     onnx.save(quantization.gridded_model(equalized, recipe), str(onnx_path))  # what MNNConvert reads
     params = model.with_name("model.compression.pb")
     params.write_bytes(mnn_int8.compression_params(mnn_int8.layer_parameters(equalized, recipe)))
-    info = {**recipe.summary(), "writer": "MNN compression parameters (activations and weights)",
-            "calibration_images": len(tensors), "activations": "int8 per tensor, asymmetric, one range per "
-                                                               "sharing group"}
+    info = {**record, "writer": "MNN compression parameters (activations and weights)",
+            "activations": "int8 per tensor, asymmetric, one range per sharing group"}
     info["mnn"] = _mnnconvert(onnx_path, model, ["--compressionParamsFile", params])
     params.unlink()
     return info

@@ -19,18 +19,15 @@ from pathlib import Path
 
 from .. import ncnn_format
 from .. import quantization
+from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
 from . import ncnn_int8
-from .calibration import calibration_tensors, float_layers_summary
+from .calibration import float_layers_summary, shared_recipe
 from .tools import run_tool
 
 # INT8: the shared recipe (quantization.py). ncnn's INT8 convolutions quantize their input (symmetric, one scale
 # per blob) and write float, so the recipe's placement is conv inputs only, symmetric. Before the shared recipe
 # (our table, mse, head float) val-dev mAP at 416 was 0.3664 (FP32 0.3703; released nanodet-plus-m_416_int8 0.3585).
 PLACEMENT = quantization.Placement(outputs=False, symmetric=True)
-FLOAT_PARTS = quantization.FLOAT_PARTS
-DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
-DEFAULT_METHOD = quantization.DEFAULT_METHOD
-CALIBRATION_METHODS = quantization.METHODS
 
 
 PNNX_ENV = "NANODET_DEPLOY_PNNX"  # path of a pnnx executable to use instead of the pip package's
@@ -89,7 +86,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
     files = {"model": param.name, "weights": weights.name}
     if precision == "int8":
         files["table"] = "model.table"  # ncnn2table's format, for ncnn's own tools
-    return files, conversion, ("pnnx", "ncnn", "onnx", "onnxruntime")
+    return files, conversion
 
 
 def quantize_int8(module, param: Path, weights: Path, processing, calib_paths, method: str, keep_float,
@@ -100,19 +97,15 @@ def quantize_int8(module, param: Path, weights: Path, processing, calib_paths, m
 
     from . import onnx as onnx_converter
 
-    intermediate = param.with_name("model.intermediate.onnx")
-    onnx_converter.export_onnx(module, processing.input_size, intermediate)
-    original = onnx.load(str(intermediate))
-    intermediate.unlink()
-    advance = progress("reading calibration images", len(calib_paths)) if progress else None
-    tensors = list(calibration_tensors(calib_paths, processing, advance))
-    equalized, recipe = quantization.calibrate(original, tensors, processing.num_classes, PLACEMENT,
-                                               quantization.float_choice(keep_float), method, progress)
+    with onnx_converter.intermediate_onnx(module, processing.input_size, param.parent) as (intermediate, _):
+        original = onnx.load(str(intermediate))
+    equalized, recipe, record = shared_recipe(original, calib_paths, processing, PLACEMENT, method, keep_float,
+                                              progress)
     model = ncnn_format.read(param, weights)
     table = ncnn_int8.write_recipe(model, original, equalized, recipe)
     ncnn_format.write(model, param, weights)
-    return {**recipe.summary(), "writer": "nanodet-deploy ncnn INT8 writer (like ncnn2int8)",
-            "calibration_images": len(tensors), "table_text": ncnn_int8.table_text(table)}
+    return {**record, "writer": "nanodet-deploy ncnn INT8 writer (like ncnn2int8)",
+            "table_text": ncnn_int8.table_text(table)}
 
 
 def describe(conversion: dict) -> str:

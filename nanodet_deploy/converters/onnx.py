@@ -14,15 +14,12 @@ import warnings
 from pathlib import Path
 
 from .. import quantization
+from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
 from ..errors import ExportError
-from .calibration import calibration_tensors, float_layers_summary
+from .calibration import float_layers_summary, shared_recipe
 
 DEFAULT_OPSET = 11
 MANIFEST_KEY = "nanodet_deploy"
-CALIBRATION_METHODS = quantization.METHODS
-DEFAULT_METHOD = quantization.DEFAULT_METHOD
-FLOAT_PARTS = quantization.FLOAT_PARTS
-DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
 
 
 def export_onnx(module, input_size: tuple[int, int], path: Path, opset: int = DEFAULT_OPSET,
@@ -96,19 +93,30 @@ def _sort_topologically(graph) -> None:
 PLACEMENT = quantization.Placement(outputs=True, symmetric=False)
 
 
-def quantize_int8(src: Path, dst: Path, tensors, num_classes: int, placement=PLACEMENT,
+def quantize_int8(src: Path, dst: Path, processing, calib_paths, placement=PLACEMENT,
                   method: str = quantization.DEFAULT_METHOD, keep_float=quantization.AUTO, progress=None) -> dict:
-    """The recipe for the FP32 model at ``src`` from ``tensors`` (the shared preprocessing), written to ``dst``
-    as QDQ ONNX with ``placement``: uint8 activations, int8 per-channel weights, int32 biases."""
+    """The shared recipe for the FP32 model at ``src`` on the calibration images, written to ``dst`` as QDQ ONNX
+    with ``placement``: uint8 activations, int8 per-channel weights, int32 biases."""
     import onnx
 
-    equalized, recipe = quantization.calibrate(onnx.load(str(src)), list(tensors), num_classes, placement,
-                                               keep_float, method, progress)
+    equalized, recipe, record = shared_recipe(onnx.load(str(src)), calib_paths, processing, placement, method,
+                                              keep_float, progress)
     model = quantization.qdq_model(equalized, recipe, outputs=placement.outputs, symmetric=placement.symmetric)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
-    return {**recipe.summary(), "writer": f"QDQ ONNX: uint8 activations at {recipe.info['placement']}, int8 "
-                                          f"per-channel weights, int32 biases", "activations": "uint8"}
+    return {**record, "writer": f"QDQ ONNX: uint8 activations at {recipe.info['placement']}, int8 per-channel "
+                                f"weights, int32 biases", "activations": "uint8"}
+
+
+@contextlib.contextmanager
+def intermediate_onnx(module, input_size, directory: Path, **options):
+    """(path, conversion record) of the module's ONNX export as a temporary file in ``directory``, for a
+    converter that starts from ONNX; removed afterwards, whatever happens."""
+    path = directory / "model.intermediate.onnx"
+    try:
+        yield path, export_onnx(module, input_size, path, **options)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def describe(conversion: dict) -> str:
@@ -141,19 +149,16 @@ def embedded_manifest(path: Path) -> str | None:
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
             dynamic_batch: bool = False, calib_paths=(), calib_method: str = DEFAULT_METHOD, progress=None,
             keep_float=DEFAULT_FLOAT_PARTS):
-    """The ``--to onnx`` target: ``directory/model.onnx`` in ``precision``. Returns (files, conversion
-    options, packages whose versions the manifest records)."""
+    """The ``--to onnxruntime`` target (alias ``onnx``): ``directory/model.onnx`` in ``precision``. Returns (files,
+    conversion record)."""
     model = directory / "model.onnx"
     fp32 = model if precision == "fp32" else directory / "model.fp32.onnx"
     conversion = export_onnx(module, processing.input_size, fp32, opset=opset, dynamic_batch=dynamic_batch)
     if precision == "fp16":
         conversion.update(convert_fp16(fp32, model))
     elif precision == "int8":
-        advance = progress("reading calibration images", len(calib_paths)) if progress else None
-        conversion.update(quantize_int8(fp32, model, calibration_tensors(calib_paths, processing, advance),
-                                        processing.num_classes, PLACEMENT, calib_method, quantization.float_choice(keep_float),
+        conversion.update(quantize_int8(fp32, model, processing, calib_paths, PLACEMENT, calib_method, keep_float,
                                         progress))
-        conversion["calibration_images"] = len(calib_paths)
     if fp32 != model:
         fp32.unlink()
-    return {"model": model.name}, conversion, ("onnx", "onnxsim", "onnxruntime")
+    return {"model": model.name}, conversion

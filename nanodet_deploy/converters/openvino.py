@@ -15,8 +15,9 @@ from pathlib import Path
 from .. import quantization
 from ..errors import UsageError
 from ..processing import BGR8_NHWC
+from ..quantization import DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
 from . import onnx as onnx_converter
-from .calibration import calibration_tensors
+from .calibration import read_calibration
 
 RT_INFO_KEY = "nanodet_deploy"
 # INT8, default: the shared recipe (quantization.py) written as a QDQ ONNX model that OpenVINO reads as
@@ -32,10 +33,7 @@ NNCF = "nncf"
 NNCF_IGNORED_PATTERNS = {"head": [r".*/head/gfl_cls\.\d+/.*"], "stem": [r".*/backbone/conv1/.*"]}
 NNCF_FLOAT_PARTS = ("head",)
 NNCF_PRESET = "PERFORMANCE"  # symmetric weights and activations: the preset with VNNI kernels everywhere
-FLOAT_PARTS = quantization.FLOAT_PARTS
-DEFAULT_FLOAT_PARTS = (quantization.AUTO,)
-CALIBRATION_METHODS = (*quantization.METHODS, NNCF)
-DEFAULT_METHOD = quantization.DEFAULT_METHOD
+CALIBRATION_METHODS = (*quantization.CALIBRATION_METHODS, NNCF)
 
 
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
@@ -44,18 +42,13 @@ def convert(module, processing, directory: Path, precision: str = "fp32", opset:
     """The ``--to openvino`` target: ``model.xml`` / ``model.bin``. Returns (files, conversion, packages)."""
     import openvino as ov
 
-    intermediate = directory / "model.intermediate.onnx"
-    conversion = onnx_converter.export_onnx(module, processing.input_size, intermediate, opset=opset,
-                                            dynamic_batch=dynamic_batch)
-    conversion["openvino"] = "openvino.convert_model(onnx)"
-    if precision == "int8" and calib_method != NNCF:  # the recipe's QDQ model replaces the FP32 one
-        advance = progress("reading calibration images", len(calib_paths)) if progress else None
-        conversion.update(onnx_converter.quantize_int8(
-            intermediate, intermediate, calibration_tensors(calib_paths, processing, advance),
-            processing.num_classes, PLACEMENT, calib_method, quantization.float_choice(keep_float), progress))
-        conversion["calibration_images"] = len(calib_paths)
-    model = ov.convert_model(str(intermediate))
-    intermediate.unlink()
+    with onnx_converter.intermediate_onnx(module, processing.input_size, directory, opset=opset,
+                                          dynamic_batch=dynamic_batch) as (intermediate, conversion):
+        conversion["openvino"] = "openvino.convert_model(onnx)"
+        if precision == "int8" and calib_method != NNCF:  # the recipe's QDQ model replaces the FP32 one
+            conversion.update(onnx_converter.quantize_int8(intermediate, intermediate, processing, calib_paths,
+                                                           PLACEMENT, calib_method, keep_float, progress))
+        model = ov.convert_model(str(intermediate))
     if precision == "int8" and calib_method == NNCF:
         keep = NNCF_FLOAT_PARTS if quantization.float_choice(keep_float) == quantization.AUTO else tuple(keep_float)
         model, info = quantize_nncf(model, processing, calib_paths, keep, progress)
@@ -68,8 +61,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", opset:
     ov.save_model(model, str(directory / "model.xml"), compress_to_fp16=precision == "fp16")
     if precision == "fp16":
         conversion["fp16"] = "openvino.save_model(compress_to_fp16=True): FP16 weights, decompressed at load"
-    return {"model": "model.xml", "weights": "model.bin"}, conversion, ("onnx", "onnxsim", "onnxruntime",
-                                                                        "openvino", "nncf")
+    return {"model": "model.xml", "weights": "model.bin"}, conversion
 
 
 def normalising_input(model, processing):
@@ -93,8 +85,7 @@ def quantize_nncf(model, processing, calib_paths, keep_float, progress):
     if unknown:
         raise UsageError(f"--calib-method nncf keeps in float only {', '.join(NNCF_IGNORED_PATTERNS)} "
                          f"(got {', '.join(sorted(unknown))})")
-    advance = progress("calibrating", len(calib_paths)) if progress else None
-    tensors = list(calibration_tensors(calib_paths, processing, advance))
+    tensors = read_calibration(calib_paths, processing, progress)
     patterns = [p for part in keep_float for p in NNCF_IGNORED_PATTERNS[part]]
     scope = {"ignored_scope": nncf.IgnoredScope(patterns=patterns)} if patterns else {}
     nncf_logger = logging.getLogger("nncf")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .backbone import ShuffleNetV2
-from .config import ModelSpec
 from .head import NanoDetPlusHead
 from .neck import GhostPAN
 
@@ -28,7 +27,8 @@ class NanoDetPlus(nn.Module):
         return self.head(self.fpn(self.backbone(x)))
 
 
-def build_model(spec: ModelSpec) -> NanoDetPlus:
-    """A randomly initialised model in eval mode; load weights with ``checkpoint.load_weights``."""
+def build_model(spec) -> NanoDetPlus:
+    """A randomly initialised model in eval mode from a ``config.ModelSpec`` (its ``backbone``, ``fpn`` and ``head``
+    arguments); load weights with ``checkpoint.load_weights``."""
     model = NanoDetPlus(ShuffleNetV2(**spec.backbone), GhostPAN(**spec.fpn), NanoDetPlusHead(**spec.head))
     return model.eval()

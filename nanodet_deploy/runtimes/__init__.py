@@ -37,19 +37,16 @@ def open_export(directory, manifest, threads: int | None = None, **options):
         except Exception as e:  # each backend has its own exception types for a file it cannot parse
             raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it "
                                 f"({_named(_first_line(e), files, directory, manifest)})") from None
-    from ..processing import input_format_of
-
-    if input_format_of(runtime) != manifest.input_format:
-        raise ArtifactError(f"{model_file}: it takes {input_format_of(runtime)} input, nanodet.json says "
+    if runtime.input_format != manifest.input_format:
+        raise ArtifactError(f"{model_file}: it takes {runtime.input_format} input, nanodet.json says "
                             f"{manifest.input_format}")
-    for field in ("input_name", "output_name"):  # the blob names, where the backend tells them
-        found = getattr(runtime, field, None)
-        if found is not None and found != getattr(manifest, field):
-            raise ArtifactError(f"{model_file}: its {field.replace('_', ' ')} is {found!r}, nanodet.json says "
-                                f"{getattr(manifest, field)!r}")
-    stored = getattr(runtime, "stored_precision", None)  # what the model file holds, where the backend can tell
-    if stored is not None and stored != manifest.precision:
-        raise ArtifactError(f"{model_file}: holds a {stored} model, nanodet.json says {manifest.precision}")
+    for field, found, said in (("input name", runtime.input_name, manifest.input_name),
+                               ("output name", runtime.output_name, manifest.output_name)):
+        if found is not None and found != said:  # the blob names, where the backend tells them
+            raise ArtifactError(f"{model_file}: its {field} is {found!r}, nanodet.json says {said!r}")
+    if runtime.stored_precision is not None and runtime.stored_precision != manifest.precision:
+        raise ArtifactError(f"{model_file}: holds a {runtime.stored_precision} model, nanodet.json says "
+                            f"{manifest.precision}")
     check_against_manifest(runtime, manifest, directory)
     return runtime
 
@@ -74,11 +71,11 @@ def check_against_manifest(runtime, manifest, directory) -> None:
 
     from ..manifest import ManifestError
 
-    from ..processing import BGR8_NHWC, input_format_of
+    from ..processing import BGR8_NHWC
 
     cfg = manifest.processing_config()
     width, height = cfg.input_size
-    zeros = (np.zeros((1, height, width, 3), np.uint8) if input_format_of(runtime) == BGR8_NHWC
+    zeros = (np.zeros((1, height, width, 3), np.uint8) if runtime.input_format == BGR8_NHWC
              else np.zeros((1, 3, height, width), np.float32))
     try:
         output = runtime.run(zeros)

@@ -4,18 +4,26 @@ preprocessing, decoding and NMS live once, in ``nanodet_deploy.processing``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..processing import FLOAT_NCHW
 
-class Runtime(Protocol):
-    """One backend's runtime (a module in ``nanodet_deploy.runtimes``, named by a row of ``targets.py``)."""
 
-    backend: str     # the registry's backend name: "torch", "onnxruntime", ...
-    precision: str   # what actually executes: "fp32", "fp16", "bf16", "int8"
-    # optional: ``stored_precision`` (what the model file holds, where the backend can tell), checked against
-    # the manifest by ``open_export``
+class Runtime:
+    """One backend's runtime (a module in ``nanodet_deploy.runtimes``, named by a row of ``targets.py``).
+
+    Every capability a caller may use is declared here with its default; a runtime overrides what its backend
+    can do or tell, and callers never probe for attributes."""
+
+    backend: str = ""                    # the registry's backend name: "torch", "onnxruntime", ...
+    precision: str = "fp32"              # what actually executes: "fp32", "fp16", "bf16", "int8", "int8+fp32"
+    input_format: str = FLOAT_NCHW       # processing.FLOAT_NCHW, or BGR8_NHWC for a model that normalises itself
+    reads_stored_precision: bool = False  # whether it can tell what the model file holds: then ``stored_precision``
+    stored_precision: str | None = None   # is set, and ``open_export`` checks it against the manifest
+    input_name: str | None = None        # the model's input and output blob names, where the backend tells them
+    output_name: str | None = None       # (checked against the manifest by ``open_export``)
 
     @classmethod
     def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None, **options) -> "Runtime":
@@ -23,8 +31,15 @@ class Runtime(Protocol):
         ``files`` maps each role of ``manifest.files`` to the path to load (``manifest.pinned_files``: the very
         bytes that were hashed), ``options`` are the row's ``runtime_options`` (e.g. ``infer_precision``). Export
         runtimes implement it; the PyTorch reference is built from a module instead."""
-        ...
+        raise NotImplementedError(f"{cls.__name__} does not open exports")
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        """[B, 3, H, W] float32 normalised BGR -> [B, N, C + 4*(reg_max+1)] float32. Thread-safe."""
-        ...
+        """The input ``input_format`` names — [B, 3, H, W] float32 normalised BGR (FLOAT_NCHW) or [B, H, W, 3]
+        uint8 warped BGR (BGR8_NHWC, ``export --u8-input``) — -> [B, N, C + 4*(reg_max+1)] float32.
+        Thread-safe."""
+        raise NotImplementedError
+
+    def run_stream(self, tensors: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``run`` over a stream of inputs, results in order. A backend with asynchronous requests overlaps them
+        (OpenVINO's throughput mode); by default one at a time."""
+        return map(self.run, tensors)

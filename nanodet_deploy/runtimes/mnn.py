@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import Runtime
+
 
 @contextlib.contextmanager
 def _stdout_silenced():
@@ -39,14 +41,14 @@ def load_module(path: str | Path, threads: int | None = None, input_name: str = 
         return nn.load_module_from_file(str(path), [input_name], [output_name], runtime_manager=runtime)
 
 
-class MnnRuntime:
+class MnnRuntime(Runtime):
     backend = "mnn"
 
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
                  input_name: str = "data", output_name: str = "output"):
         self.module = load_module(model_path, threads, input_name, output_name)
         # FP16 and weight-only INT8 models store smaller weights and compute in FP32 on this CPU path
-        self.precision = {"fp16": "fp32", "weight-int8": "fp32 (int8 weights)"}.get(precision, precision)
+        self.precision = {"fp16": "fp32", "weight-int8": "fp32"}.get(precision, precision)
         self._lock = threading.Lock()
 
     @classmethod

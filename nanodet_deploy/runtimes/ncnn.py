@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ArtifactError, UsageError
 from ..ncnn_format import read as read_ncnn
+from .base import Runtime
 
 # precision -> ncnn options. FP32 turns fp16/bf16 storage off (ncnn's default is on: not exact); FP16 models
 # store FP16 weights and run with FP16 storage and FP32 arithmetic; INT8 models run their quantized layers with
@@ -53,8 +54,9 @@ def precision_options(precision: str, machine: str | None = None) -> dict[str, b
 _LEVEL_OUTPUT = re.compile(r"(cls|dis)(\d+)$")
 
 
-class NcnnRuntime:
+class NcnnRuntime(Runtime):
     backend = "ncnn"
+    reads_stored_precision = True
 
     def __init__(self, param_path: str | Path, bin_path: str | Path, precision: str = "fp32",
                  threads: int | None = None):

@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .base import Runtime
 
-class OnnxRuntime:
+
+class OnnxRuntime(Runtime):
     backend = "onnxruntime"
+    reads_stored_precision = True
 
     def __init__(self, model_path: str | Path | bytes, precision: str = "fp32", threads: int | None = None):
         options = ort.SessionOptions()

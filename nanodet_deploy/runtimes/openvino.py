@@ -15,6 +15,7 @@ import openvino as ov
 
 from ..errors import UsageError
 from ..processing import BGR8_NHWC, FLOAT_NCHW
+from .base import Runtime
 
 INFER_PRECISIONS = {"f32": "fp32", "bf16": "bf16"}  # --infer-precision -> how we name it
 # Requests in flight per stream in throughput mode: a second one waits queued, so a stream never idles while
@@ -23,8 +24,9 @@ INFER_PRECISIONS = {"f32": "fp32", "bf16": "bf16"}  # --infer-precision -> how w
 REQUESTS_PER_STREAM = 2
 
 
-class OpenVinoRuntime:
+class OpenVinoRuntime(Runtime):
     backend = "openvino"
+    reads_stored_precision = True
 
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
                  infer_precision: str = "f32", streams: int | None = None, weights_path: str | Path | None = None):

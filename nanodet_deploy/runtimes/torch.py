@@ -7,8 +7,10 @@ import threading
 import numpy as np
 import torch
 
+from .base import Runtime
 
-class TorchRuntime:
+
+class TorchRuntime(Runtime):
     backend = "torch"
     precision = "fp32"
 

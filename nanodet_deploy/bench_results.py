@@ -1,17 +1,23 @@
-"""Reporting ``bench`` results: rows with ratios to the baseline, the table (terminal and markdown), and the
-latency-vs-mAP plot. The measuring is ``bench.py``; this module only formats what it measured."""
+"""``bench`` results as data and text: the rows (ratios to the baseline), the bench JSON — its one writer
+(``document``) and its schema (``BENCH_JSON``, which ``report`` validates against) —, the table (terminal and
+markdown), the INT8 summary lines and the latency-vs-mAP plot. The measuring is ``bench.py``; this module only
+formats what it measured and imports nothing that measures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .bench import BASELINE, CellResult
+from .json_input import ListOf, MapOf, Number, Optional, Record, Text, Whole
+from .machine import int8_hardware_note, machine_line
 from .targets import BACKENDS
 
+# every ratio column is to this cell of the same size and threads in the same run
+BASELINE = ("onnxruntime", "fp32")
 
-def rows(results: list[CellResult]) -> list[dict]:
-    """Table rows with the ratio of each cell's end-to-end median to ONNX Runtime FP32 of the same size and
-    threads in the same run (when it was measured)."""
+
+def rows(results) -> list[dict]:
+    """Table rows of ``bench.CellResult`` objects, with the ratio of each cell's end-to-end median to ONNX
+    Runtime FP32 of the same size and threads in the same run (when it was measured)."""
     base = {(r.cell.size, r.cell.threads): r.total_ms["median"] for r in results
             if (r.cell.backend, r.cell.precision) == BASELINE}
     own_fp32 = {(r.cell.backend, r.cell.size, r.cell.threads): r.inference_ms["median"] for r in results
@@ -36,6 +42,60 @@ def rows(results: list[CellResult]) -> list[dict]:
     return out
 
 
+# The bench JSON: ``document`` writes it, ``read`` checks one (a file is untrusted input), ``report`` renders it.
+# tests/test_report.py keeps BENCH_ROW_FIELDS equal to what ``rows`` makes.
+_TEXT, _MS, _OPTIONAL_FIGURE = Text(), Number(finite=True), Optional(Number(finite=True))
+BENCH_ROW_FIELDS = {
+    "backend": _TEXT, "precision": _TEXT, "ran": _TEXT, "size": _TEXT, "threads": Whole(1), "pre_ms": _MS,
+    "infer_ms": _MS, "post_ms": _MS, "total_ms": _MS, "total_p90_ms": _MS, "total_min_ms": _MS,
+    "ratio": _OPTIONAL_FIGURE, "infer_vs_fp32": _OPTIONAL_FIGURE, "overhead": _MS, "gflops_per_s": _OPTIONAL_FIGURE,
+    "size_mb": _OPTIONAL_FIGURE, "peak_rss_mb": _OPTIONAL_FIGURE, "map": _OPTIONAL_FIGURE,
+    "fps_sequential": _OPTIONAL_FIGURE, "fps_pipelined": _OPTIONAL_FIGURE, "pipelined_x": _OPTIONAL_FIGURE,
+    "note": _TEXT}
+_MACHINE = Record({"cpu": _TEXT, "cores": Optional(Whole()), "isa": ListOf(_TEXT), "system": _TEXT, "python": _TEXT,
+                   "versions": MapOf(_TEXT), "preprocessing": Optional(_TEXT)},
+                  optional=("cores", "isa", "system", "python", "versions", "preprocessing"))
+BENCH_JSON = Record({"machine": _MACHINE, "machine_line": _TEXT, "runs": Optional(Whole()), "mode": _TEXT,
+                     # older bench files lack the newer columns: they show as "-"
+                     "rows": ListOf(Record(BENCH_ROW_FIELDS, optional=("total_min_ms", "infer_vs_fp32",
+                                                                         "fps_sequential", "fps_pipelined",
+                                                                         "pipelined_x")), 1)},
+                    optional=("machine", "machine_line", "runs", "mode"))
+
+
+def document(results, machine: dict, runs: int, warmup: int, mode: str, u8_input: bool, checkpoint) -> dict:
+    """The bench JSON of one run: the machine, the settings, every cell's measurements and the table rows."""
+    return {"machine": machine, "machine_line": machine_line(machine), "runs": runs, "warmup": warmup,
+            "mode": mode, "u8_input": u8_input, "checkpoint": str(checkpoint),
+            "results": [r.to_dict() for r in results], "rows": rows(results)}
+
+
+def summary_lines(document: dict) -> list[str]:
+    """What ``bench`` prints: the machine, how it timed, the table, each row's note and the INT8 lines."""
+    rows = document["rows"]
+    return [f"nanodet-deploy bench · {document['machine_line']}",
+            f"median of {document['runs']} runs, interleaved; ratio to {' '.join(BASELINE)} of the same size and "
+            "threads", format_table(rows, columns_of(rows)),
+            *(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}" for row in rows if row["note"]),
+            *int8_summary(rows, int8_hardware_note(document["machine"]))]
+
+
+def read(path: Path) -> dict:
+    """A bench JSON, checked against BENCH_JSON (only the rows and the machine: not "results", whose cache folder
+    names a page never shows). Older files lack the newer columns: they are filled with None ('-')."""
+    from .errors import UsageError
+    from .json_input import checked, read_json
+
+    document = read_json(path)
+    if not isinstance(document, dict) or not isinstance(document.get("rows"), list) or not document["rows"]:
+        raise UsageError(f"{path}: not a bench result (no 'rows')")
+    document = checked(document, BENCH_JSON, path)
+    for row in document["rows"]:
+        for key, *_ in THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",)]:
+            row.setdefault(key, None)
+    return document
+
+
 COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran", "s"), ("size", "size", "s"),
            ("threads", "thr", "d"), ("pre_ms", "pre ms", ".2f"), ("infer_ms", "infer ms", ".2f"),
            ("post_ms", "post ms", ".2f"), ("total_ms", "total ms", ".2f"), ("total_p90_ms", "p90", ".2f"),
@@ -56,7 +116,7 @@ def columns_of(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
     """One line per backend, size and threads measured in INT8 and FP32 in this run: INT8 inference time over
-    FP32's, said plainly when INT8 is not faster, with ``hardware_note`` (bench.int8_hardware_note) as why."""
+    FP32's, said plainly when INT8 is not faster, with ``hardware_note`` (machine.int8_hardware_note) as why."""
     lines = []
     for row in rows:
         if row["precision"] == "int8" and row["infer_vs_fp32"] is not None:
@@ -68,15 +128,16 @@ def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
     return lines
 
 
-def _fmt(value, fmt: str) -> str:
+def format_value(value, fmt: str) -> str:
+    """A table cell: ``value`` in ``fmt``, None as '-'."""
     return "-" if value is None else format(value, fmt)
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A fixed-width text table: columns are (key, header, format); None prints as '-'."""
-    widths = [max(len(header), *(len(_fmt(row[key], fmt)) for row in rows)) for key, header, fmt in columns]
+    widths = [max(len(header), *(len(format_value(row[key], fmt)) for row in rows)) for key, header, fmt in columns]
     lines = ["  ".join(header.rjust(w) for (_, header, _), w in zip(columns, widths))]
-    lines += ["  ".join(_fmt(row[key], fmt).rjust(w) for (key, _, fmt), w in zip(columns, widths)) for row in rows]
+    lines += ["  ".join(format_value(row[key], fmt).rjust(w) for (key, _, fmt), w in zip(columns, widths)) for row in rows]
     return "\n".join(lines)
 
 
@@ -84,7 +145,7 @@ def markdown_table(rows: list[dict], columns=None) -> str:
     columns = columns or columns_of(rows)
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
              "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_value(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
