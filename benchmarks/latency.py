@@ -26,10 +26,10 @@ SUITES = {
     ],
     "openvino": [
         ("onnxruntime fp32", "onnx", "fp32", {}),
-        ("openvino fp32 (f32)", "openvino", "fp32", {"infer_precision": "f32"}),
+        ("openvino fp32 (f32)", "openvino", "fp32", {"infer_precision": "fp32"}),
         ("openvino fp32 (bf16)", "openvino", "fp32", {"infer_precision": "bf16"}),
-        ("openvino fp16", "openvino", "fp16", {"infer_precision": "f32"}),
-        ("openvino int8", "openvino", "int8", {"infer_precision": "f32"}),
+        ("openvino fp16", "openvino", "fp16", {"infer_precision": "fp32"}),
+        ("openvino int8", "openvino", "int8", {"infer_precision": "fp32"}),
     ],
     "mnn": [
         ("onnxruntime fp32", "onnx", "fp32", {}),

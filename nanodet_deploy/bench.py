@@ -20,6 +20,22 @@ from .timing import THROUGHPUT_ROUNDS, frames_per_second, interleaved_stages, su
 MODES = ("latency", "throughput")
 
 
+def execution_verdict(cell, folder: Path, loaded, images, ann, progress=None) -> tuple[bool, str]:
+    """(accepted, note) of an FP32 artifact run in an execution mode (OpenVINO bf16): the gate on the same inputs
+    as the export's (val-dev with annotations where bench has them), held to the budgets of that execution —
+    the row's own verdict, not the FP32 export's (measured at 416: bf16 agreement 0.960 < 0.98)."""
+    from .export import gate
+    from .manifest import read_manifest
+    from .runtimes.torch import TorchRuntime
+
+    report = gate(folder, TorchRuntime(loaded.module, threads=cell.threads), read_manifest(folder),
+                  images if ann else None, ann, threads=cell.threads, progress=progress,
+                  infer_precision=cell.precision)
+    failed = [c["metric"] for c in report.checks if c["passed"] is False]
+    return report.passed, (f"{cell.precision} execution over its budget ({', '.join(failed)}); timed all the same"
+                           if failed else "")
+
+
 def run(checkpoint, model=None, config=None, backends=None, precisions=None, sizes=None, threads=(2,),
         runs: int = 100, warmup: int = 10, export_root: str | Path | None = None, calib=None, images=None,
         ann=None, memory: bool = True, progress=None, log=print, mode: str = "latency",
@@ -66,6 +82,8 @@ def run(checkpoint, model=None, config=None, backends=None, precisions=None, siz
                 result.note = "export over the parity budget (rejected); timed all the same"
         runners[cell] = open_cell(cell, folder, loaded)  # the module is fully convolutional: any input size
         result.ran = runners[cell][0].precision
+        if result.accepted and cell.precision in BACKENDS[cell.backend].execution_modes:
+            result.accepted, result.note = execution_verdict(cell, folder, loaded, images, ann, progress)
         results.append(result)
 
     advance = progress("timing (interleaved)", warmup + runs) if progress else None

@@ -124,7 +124,7 @@ def open_cell(cell: Cell, folder: Path | None, loaded, streams: int | None = Non
     manifest = read_manifest(folder)
     # an execution mode is the runtime's inference precision (bf16); the artifact's own otherwise (f32)
     options = ({"infer_precision": cell.precision if cell.precision in BACKENDS[cell.backend].execution_modes
-                else "f32"} if "infer_precision" in BACKENDS[cell.backend].runtime_options else {})
+                else "fp32"} if "infer_precision" in BACKENDS[cell.backend].runtime_options else {})
     if streams and "streams" in BACKENDS[cell.backend].runtime_options:
         options["streams"] = streams
     return open_export(folder, manifest, threads=cell.threads, **options), manifest.processing_config()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .json_input import ListOf, MapOf, Number, Optional, Record, Text, Whole
+from .json_input import Flag, ListOf, MapOf, Number, Optional, Record, Text, Whole
 from .machine import int8_hardware_note, machine_line
 from .targets import BACKENDS
 
@@ -38,7 +38,7 @@ def rows(results) -> list[dict]:
                     "peak_rss_mb": r.peak_rss_mb, "map": r.map, "fps_sequential": r.fps_sequential,
                     "fps_pipelined": r.fps_pipelined,
                     "pipelined_x": r.fps_pipelined / r.fps_sequential if r.fps_pipelined and r.fps_sequential else None,
-                    "note": r.note})
+                    "accepted": r.accepted, "note": r.note})
     return out
 
 
@@ -51,7 +51,7 @@ BENCH_ROW_FIELDS = {
     "ratio": _OPTIONAL_FIGURE, "infer_vs_fp32": _OPTIONAL_FIGURE, "overhead": _MS, "gflops_per_s": _OPTIONAL_FIGURE,
     "size_mb": _OPTIONAL_FIGURE, "peak_rss_mb": _OPTIONAL_FIGURE, "map": _OPTIONAL_FIGURE,
     "fps_sequential": _OPTIONAL_FIGURE, "fps_pipelined": _OPTIONAL_FIGURE, "pipelined_x": _OPTIONAL_FIGURE,
-    "note": _TEXT}
+    "accepted": Optional(Flag()), "note": _TEXT}
 _MACHINE = Record({"cpu": _TEXT, "cores": Optional(Whole()), "isa": ListOf(_TEXT), "system": _TEXT, "python": _TEXT,
                    "versions": MapOf(_TEXT), "preprocessing": Optional(_TEXT)},
                   optional=("cores", "isa", "system", "python", "versions", "preprocessing"))
@@ -59,7 +59,7 @@ BENCH_JSON = Record({"machine": _MACHINE, "machine_line": _TEXT, "runs": Optiona
                      # older bench files lack the newer columns: they show as "-"
                      "rows": ListOf(Record(BENCH_ROW_FIELDS, optional=("total_min_ms", "infer_vs_fp32",
                                                                          "fps_sequential", "fps_pipelined",
-                                                                         "pipelined_x")), 1)},
+                                                                         "pipelined_x", "accepted")), 1)},
                     optional=("machine", "machine_line", "runs", "mode"))
 
 
@@ -91,7 +91,7 @@ def read(path: Path) -> dict:
         raise UsageError(f"{path}: not a bench result (no 'rows')")
     document = checked(document, BENCH_JSON, path)
     for row in document["rows"]:
-        for key, *_ in THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",)]:
+        for key, *_ in THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",), ("accepted",)]:
             row.setdefault(key, None)
     return document
 
@@ -102,7 +102,7 @@ COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran
            ("ratio", "vs ORT fp32", ".2f"), ("infer_vs_fp32", "infer vs own fp32", ".2f"),
            ("overhead", "pre+post/infer", ".0%"),
            ("gflops_per_s", "GFLOP/s", ".1f"), ("size_mb", "MB", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
-           ("map", "mAP", ".4f")]
+           ("map", "mAP", ".4f"), ("accepted", "gate", "verdict")]
 # bench --mode throughput adds these
 THROUGHPUT_COLUMNS = [("fps_sequential", "fps seq", ".1f"), ("fps_pipelined", "fps pipelined", ".1f"),
                       ("pipelined_x", "pipelined x", ".2f")]
@@ -129,8 +129,12 @@ def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
 
 
 def format_value(value, fmt: str) -> str:
-    """A table cell: ``value`` in ``fmt``, None as '-'."""
-    return "-" if value is None else format(value, fmt)
+    """A table cell: ``value`` in ``fmt``, None as '-'; a verdict (fmt "verdict") as pass / OVER."""
+    if value is None:
+        return "-"
+    if fmt == "verdict":
+        return "pass" if value else "OVER"
+    return format(value, fmt)
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
@@ -172,7 +176,7 @@ def plot_figure(rows: list[dict], title: str = ""):
 
     colours = {backend: row.colour for backend, row in BACKENDS.items()}
     markers = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D"}
-    measured = [r["map"] for r in rows if r["map"] is not None and not r["note"]]
+    measured = [r["map"] for r in rows if r["map"] is not None and r.get("accepted") is not False]
     low, high = (min(measured) - 0.01, max(measured) + 0.006) if measured else (0.0, 1.0)
     fig, ax = plt.subplots(figsize=(9, 6))
     for row in rows:
@@ -184,7 +188,7 @@ def plot_figure(rows: list[dict], title: str = ""):
             label += f" (mAP {value:.3f}, off scale)"
         ax.scatter(row["total_ms"], y, color=colours.get(row["backend"], "black"),
                    marker=markers.get(row["precision"], "o"), s=70,
-                   facecolors="none" if row["note"] else None)
+                   facecolors="none" if row.get("accepted") is False else None)
         ax.annotate(label, (row["total_ms"], y), textcoords="offset points", xytext=(6, 3), fontsize=7)
     for backend, colour in colours.items():
         if any(r["backend"] == backend for r in rows):

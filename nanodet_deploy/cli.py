@@ -143,7 +143,7 @@ def export(
     dynamic_batch: opt.ExportDynamicBatch = False, u8_input: opt.ExportU8Input = False,
     verify_images: opt.ExportVerifyImages = None, verify_ann: opt.ExportVerifyAnn = None,
     max_score_err: opt.MaxScoreErr = 1e-4, min_agreement: opt.MinAgreement = 0.98,
-    max_map_drop: opt.MaxMapDrop = 0.01, threads: opt.Threads = None, infer_precision: opt.InferPrecision = None,
+    max_map_drop: opt.MaxMapDrop = 1.0, threads: opt.Threads = None, infer_precision: opt.InferPrecision = None,
     unsafe_load: opt.UnsafeLoad = False, android: opt.ExportAndroid = None, html_report: opt.HtmlReport = True,
     arch: opt.Arch = "host", cpu: opt.PhoneCpus = None,
 ):
@@ -218,7 +218,7 @@ def android(
 def verify(
     directory: opt.VerifyDirectory, images: opt.VerifyImages = None, ann: opt.VerifyAnn = None,
     checkpoint: opt.VerifyCheckpoint = None, max_score_err: opt.MaxScoreErr = 1e-4,
-    min_agreement: opt.MinAgreement = 0.98, max_map_drop: opt.MaxMapDrop = 0.01, threads: opt.Threads = None,
+    min_agreement: opt.MinAgreement = 0.98, max_map_drop: opt.MaxMapDrop = 1.0, threads: opt.Threads = None,
     infer_precision: opt.InferPrecision = None, html_report: opt.HtmlReport = True, arch: opt.Arch = "host",
     cpu: opt.PhoneCpus = None,
 ):

@@ -94,16 +94,16 @@ def parity_table(reports) -> Table:
             f"{r.agreement:.4f} of {r.reference_detections}" + _interval(r.agreement_interval, 1, 3)),
         ("mAP reference → artifact", lambda r: "-" if r.map_artifact is None else
             f"{r.map_reference:.4f} → {r.map_artifact:.4f} vs {r.map_against}"),
-        ("mAP points lost", lambda r: "-" if r.map_drop is None else
-            f"{100 * r.map_drop:.2f}" + _interval(r.map_drop_interval, 100, 2)),
-        ("mAP points lost by class", lambda r: "-" if not r.map_drop_by_class else ", ".join(
-            f"{x['class']} ({x['instances']} obj) {x['map_points']:.2f}" for x in r.map_drop_by_class[:3])),
+        ("mAP points lost", lambda r: "-" if r.map_drop_points is None else
+            f"{r.map_drop_points:.2f}" + _interval(r.map_drop_points_interval, 1, 2)),
+        ("mAP points lost by class", lambda r: "-" if not r.map_lost_by_class else ", ".join(
+            f"{x['class']} ({x['instances']} obj) {x['points_lost']:.2f}" for x in r.map_lost_by_class[:3])),
         ("budgets", lambda r: ", ".join(f"{c['metric']} {c['budget']}" for c in r.checks)),
         ("verdict", verdict),
     ]
     for name, cell in rows:
         table.add_row(name, *(cell(r) for r in reports))
-    notes = [c["note"] for r in reports for c in r.checks if c.get("note") and c["metric"] == "map_drop"]
+    notes = [c["note"] for r in reports for c in r.checks if c.get("note") and c["metric"] == "map_drop_points"]
     if notes:
         table.caption = "; ".join(notes)
     return table

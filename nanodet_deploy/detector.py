@@ -55,7 +55,7 @@ class Detector:
     def from_export(cls, directory: str | Path, threads: int | None = None, score_thr: float | None = None,
                     infer_precision: str | None = None, streams: int | None = None) -> "Detector":
         """A detector for an export folder: everything it needs is in its ``nanodet.json``.
-        ``infer_precision`` ("f32" / "bf16") and ``streams`` (throughput mode: that many frames inferred at
+        ``infer_precision`` ("fp32" / "bf16") and ``streams`` (throughput mode: that many frames inferred at
         once by ``streaming.pipelined``) apply to OpenVINO exports."""
         from dataclasses import replace
 

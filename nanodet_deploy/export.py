@@ -55,7 +55,7 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
     float activations). ``keep_float`` names the parts INT8 keeps in float and ``calib_method`` how INT8 ranges
     are calibrated (both default per target, chosen by measured mAP; ``keep_float=()`` for none); ``opset`` and
     ``dynamic_batch`` apply to the ONNX-based targets. An option the target does not take is a UsageError.
-    ``infer_precision`` ("f32" / "bf16", OpenVINO) is how the gate runs the artifact. ``u8_input`` (OpenVINO)
+    ``infer_precision`` ("fp32" / "bf16", OpenVINO) is how the gate runs the artifact. ``u8_input`` (OpenVINO)
     puts the normalisation into the model: it takes the warped 8-bit image (manifest ``input_format``).
     ``progress(description, total)`` returns a callable to advance a progress bar (the CLI passes rich's).
     ``html_report`` writes ``report.html`` (nanodet_deploy.report) beside ``parity.json``. ``phone_cpus`` (ncnn):

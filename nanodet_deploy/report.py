@@ -115,15 +115,15 @@ _DIFFERING_IMAGE = Record({"index": Whole(), "image": Optional(_TEXT), "width": 
 _CHECK = Record({"metric": _TEXT, "budget": _TEXT, "value": Optional(_FIGURE), "passed": Optional(Flag()),
                  "note": _TEXT, "interval": ListOf(_FIGURE, 2, 2)}, optional=("budget", "note", "interval"))
 _CLASS_LOSS = Record({"class": _TEXT, "category_id": Whole(), "instances": Whole(), "ap_reference": _FIGURE,
-                      "ap_artifact": _FIGURE, "map_points": Number(finite=True)})
+                      "ap_artifact": _FIGURE, "points_lost": Number(finite=True)})
 _INTERVAL = Optional(ListOf(_FIGURE, 2, 2))
 ARTIFACT_FIELDS = {
     "artifact": _TEXT, "backend": _TEXT, "precision": _TEXT, "runtime_precision": _TEXT, "inputs": _TEXT,
     "images": Whole(), "nonfinite_outputs": Whole(), "score_max_abs": _FIGURE, "score_cosine": _FIGURE,
     "distance_max_abs": _FIGURE, "distance_cosine": _FIGURE, "agreement": Optional(_FIGURE),
     "reference_detections": Optional(Whole()), "map_against": Optional(_TEXT), "map_reference": Optional(_FIGURE),
-    "map_artifact": Optional(_FIGURE), "map_drop": Optional(_FIGURE),
-    "map_drop_by_class": Optional(ListOf(_CLASS_LOSS)), "map_drop_interval": _INTERVAL,
+    "map_artifact": Optional(_FIGURE), "map_drop_points": Optional(_FIGURE),
+    "map_lost_by_class": Optional(ListOf(_CLASS_LOSS)), "map_drop_points_interval": _INTERVAL,
     "agreement_interval": _INTERVAL, "differing_images": ListOf(_DIFFERING_IMAGE), "checks": ListOf(_CHECK),
     "passed": Flag()}
 # the identity of the artifact is required; every figure may be absent (an older parity.json): its default shows

@@ -44,6 +44,6 @@ def test_class_losses_name_the_classes_that_cost_map_and_add_up_to_the_drop():
     losses = class_losses(reference["per_class"], artifact["per_class"])
     assert [x["category_id"] for x in losses] == [single, common]
     assert losses[0]["instances"] == 1 and losses[0]["ap_artifact"] == 0.0
-    assert abs(losses[0]["map_points"] + 100 / len(counts)) < 1e-9
+    assert abs(losses[0]["points_lost"] - 100 / len(counts)) < 1e-9
     assert 0 < losses[1]["ap_artifact"] < 1
-    assert abs(sum(x["map_points"] for x in losses) - 100 * (artifact["map"] - reference["map"])) < 1e-9
+    assert abs(sum(x["points_lost"] for x in losses) - 100 * (reference["map"] - artifact["map"])) < 1e-9

@@ -69,7 +69,7 @@ def test_int8_beats_the_released_int8_and_meets_the_budget(built, fp32_416):
     assert "kept in float by sensitivity: " in result.stdout
     report = parity_of(out)
     assert report["passed"] and report["runtime_precision"] == "int8"
-    assert report["map_reference"] - report["map_artifact"] <= 0.010
+    assert report["map_drop_points"] <= 1.0
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     conversion = manifest["conversion"]
     assert conversion["calibration_method"] == "mse" and conversion["calibration_images"] == 100

@@ -41,7 +41,7 @@ def test_int8_is_the_shared_recipe_within_one_map_point(built):
     inputs and outputs, the float set chosen by sensitivity."""
     folder, _ = built("onnxruntime", 416, *INT8)
     report = parity_of(folder)
-    assert report["passed"] and report["map_reference"] - report["map_artifact"] <= 0.010
+    assert report["passed"] and report["map_drop_points"] <= 1.0
     conversion = json.loads((folder / MANIFEST_NAME).read_text())["conversion"]
     assert conversion["placement"] == "conv inputs and outputs"
     assert conversion["float_selection"] == "sensitivity" and conversion["int8_layers"] >= 106
@@ -56,7 +56,7 @@ def test_reduced_precision_meets_budgets_at_320(built, precision):
     if precision == "fp16":
         assert report["agreement"] >= 0.98
     else:
-        assert report["map_reference"] - report["map_artifact"] <= 0.010
+        assert report["map_drop_points"] <= 1.0
 
 
 def test_fp32_320_export_via_api(tmp_path):

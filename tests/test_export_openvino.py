@@ -31,7 +31,7 @@ def test_fp32_ir_is_two_files_and_runs_in_f32(fp32_416):
 
 
 def test_inference_precision_is_explicit_and_reported(fp32_416):
-    f32 = Detector.from_export(fp32_416, infer_precision="f32")
+    f32 = Detector.from_export(fp32_416, infer_precision="fp32")
     assert f32.runtime.precision == "fp32"
     bf16 = Detector.from_export(fp32_416, infer_precision="bf16")
     # what the compiled model runs: OpenVINO 2026.4 also runs bf16 on AVX-512 CPUs without native BF16 (an Intel
@@ -65,7 +65,7 @@ def test_int8_is_the_recipe_or_nncf_within_one_map_point(built, size, method):
     assert result.returncode == 0, result.stdout + result.stderr
     report = parity_of(out)
     assert report["passed"] and report["precision"] == "int8" and report["runtime_precision"] == "int8+fp32"
-    assert report["map_reference"] - report["map_artifact"] <= 0.010
+    assert report["map_drop_points"] <= 1.0
     conversion = json.loads((out / MANIFEST_NAME).read_text())["conversion"]
     if method == "nncf":
         assert conversion["preset"] == "PERFORMANCE" and conversion["keep_float"] == ["head"]
@@ -92,7 +92,7 @@ def test_u8_input_ir_normalises_in_its_graph_and_still_reproduces_official_detec
     assert report["passed"] and report["agreement"] == 1.0 and report["score_max_abs"] <= 1e-4
     detector = Detector.from_export(out)
     assert detector.runtime.input_format == "bgr8-nhwc"
-    assert_infer_reproduces_official(out, tmp_path, "--infer-precision", "f32")
+    assert_infer_reproduces_official(out, tmp_path, "--infer-precision", "f32")  # OpenVINO's spelling works too
 
     # a manifest that does not say what the model takes is refused
     edited = copy_export(out, tmp_path / "edited")

@@ -17,7 +17,10 @@ from ..errors import UsageError
 from ..processing import BGR8_NHWC, FLOAT_NCHW
 from .base import Runtime
 
-INFER_PRECISIONS = {"f32": "fp32", "bf16": "bf16"}  # --infer-precision -> how we name it
+# --infer-precision, in the toolkit's precision names -> OpenVINO's INFERENCE_PRECISION_HINT ("f32", OpenVINO's own
+# spelling, is accepted too); and back, for what the compiled model reports it runs
+INFER_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+OUR_NAMES = {"f32": "fp32", "bf16": "bf16"}
 # Requests in flight per stream in throughput mode: a second one waits queued, so a stream never idles while
 # Python hands its result on. 416 INT8, 2 streams x 1 thread, 79 video frames, one run: pipelined x1.39 of
 # sequential with OpenVINO's optimal 1 per stream, x1.58 with 2 (benchmarks/streaming.py --streams 2).
@@ -29,7 +32,8 @@ class OpenVinoRuntime(Runtime):
     reads_stored_precision = True
 
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None,
-                 infer_precision: str = "f32", streams: int | None = None, weights_path: str | Path | None = None):
+                 infer_precision: str = "fp32", streams: int | None = None, weights_path: str | Path | None = None):
+        infer_precision = OUR_NAMES.get(infer_precision, infer_precision)
         if infer_precision not in INFER_PRECISIONS:
             raise UsageError(f"--infer-precision must be one of {', '.join(INFER_PRECISIONS)}, got '{infer_precision}'")
         if streams is not None and not 1 <= streams <= 64:
@@ -37,7 +41,7 @@ class OpenVinoRuntime(Runtime):
         # streams: OpenVINO's throughput mode, the threads split between that many inference streams, each
         # running its own frame (run_stream). 416 INT8, 2 threads, this repo's AVX-512 VNNI machine: 1 stream
         # 57 frames/s, 2 streams x 1 thread 72 frames/s (inference only; benchmarks/streaming.py end to end)
-        config = {"PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY", "INFERENCE_PRECISION_HINT": infer_precision}
+        config = {"PERFORMANCE_HINT": "THROUGHPUT" if streams else "LATENCY", "INFERENCE_PRECISION_HINT": INFER_PRECISIONS[infer_precision]}
         if streams:
             config["NUM_STREAMS"] = streams
         if threads:
@@ -52,7 +56,7 @@ class OpenVinoRuntime(Runtime):
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()  # created once, reused by every run
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32" / "bf16"
-        self.inference_precision = INFER_PRECISIONS.get(ran, ran)
+        self.inference_precision = OUR_NAMES.get(ran, ran)
         # what actually executes: int8 kernels where FakeQuantize sits, the rest in the inference precision
         self.precision = f"int8+{self.inference_precision}" if precision == "int8" else self.inference_precision
         self._lock = threading.Lock()  # one infer request: one call at a time
@@ -62,7 +66,7 @@ class OpenVinoRuntime(Runtime):
                     infer_precision: str | None = None, streams: int | None = None) -> "OpenVinoRuntime":
         """``files``: role -> path of each manifest file (manifest.pinned_files)."""
         return cls(files["model"], precision=manifest.precision, threads=threads,
-                   infer_precision=infer_precision or "f32", streams=streams, weights_path=files.get("weights"))
+                   infer_precision=infer_precision or "fp32", streams=streams, weights_path=files.get("weights"))
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         with self._lock:
