@@ -53,7 +53,13 @@ def run(checkpoint, model=None, config=None, backends=None, precisions=None, siz
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
     loaded = load(checkpoint, model=model, config=config)
-    backends, precisions = backends or list(BACKENDS), precisions or all_precisions()
+    if backends is None:  # all: every backend whose packages are installed, the others named
+        missing = [row for row in BACKENDS.values() if not row.installed()]
+        if missing:
+            log("note: not installed, skipped: " + ", ".join(f"{row.name} (pip install 'nanodet-deploy[{row.extra}]')"
+                                                             for row in missing))
+        backends = [name for name, row in BACKENDS.items() if row.installed()]
+    precisions = precisions or all_precisions()
     sizes = sizes or [tuple(loaded.spec.input_size)]
     cells = plan(backends, precisions, sizes, threads)
     if calib is None and any(c.precision == "int8" for c in cells):

@@ -71,6 +71,10 @@ class Target:
         self._require(self.packages)
         return importlib.import_module(self.converter)
 
+    def installed(self) -> bool:
+        """Whether every package this backend needs to export and run is installed (found, not imported)."""
+        return all(importlib.util.find_spec(package) is not None for package in self.packages)
+
     def _require(self, packages) -> None:
         for package in packages:
             if importlib.util.find_spec(package) is None:  # found, not imported: importing is the module's job
