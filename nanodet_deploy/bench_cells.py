@@ -121,7 +121,7 @@ def open_cell(cell: Cell, folder: Path | None, loaded, streams: int | None = Non
     if cell.backend == REFERENCE.backend:
         spec = loaded.spec.with_input_size(*cell.size)
         return runtime_class(REFERENCE.backend)(loaded.module, threads=cell.threads), processing_config(spec)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, check_files=False)  # open_export checks the very bytes it loads
     # an execution mode is the runtime's inference precision (bf16); the artifact's own otherwise (f32)
     options = ({"infer_precision": cell.precision if cell.precision in BACKENDS[cell.backend].execution_modes
                 else "fp32"} if "infer_precision" in BACKENDS[cell.backend].runtime_options else {})

@@ -62,7 +62,7 @@ class Detector:
         from .manifest import read_manifest
 
         directory = Path(directory)
-        manifest = read_manifest(directory)
+        manifest = read_manifest(directory, check_files=False)  # open_export checks the very bytes it loads
         runtime = open_export(directory, manifest, threads=threads, infer_precision=infer_precision, streams=streams)
         processing = manifest.processing_config()
         if score_thr is not None:

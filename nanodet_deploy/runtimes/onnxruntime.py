@@ -33,10 +33,13 @@ class OnnxRuntime(Runtime):
     @classmethod
     def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "OnnxRuntime":
         """``files``: role -> path of each manifest file (manifest.pinned_files)."""
+        import onnx
+
         path = files["model"]
         by_name = {name: files[role] for role, name in manifest.files.items()}
-        stored = stored_precision(path, allowed_external=set(by_name))  # before ORT reads it
-        runtime = cls(_session_source(path, by_name), precision=manifest.precision, threads=threads)
+        model = onnx.load(str(path), load_external_data=False)  # parsed once, for both checks and the session
+        stored = stored_precision(model, path, allowed_external=set(by_name))  # before ORT reads it
+        runtime = cls(_session_source(model, path, by_name), precision=manifest.precision, threads=threads)
         runtime.stored_precision = stored
         return runtime
 
@@ -45,14 +48,13 @@ class OnnxRuntime(Runtime):
         return self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(tensor, np.float32)})[0]
 
 
-def _session_source(path: Path, files: dict[str, Path]) -> Path | bytes:
+def _session_source(model, path: Path, files: dict[str, Path]) -> Path | bytes:
     """What ONNX Runtime loads: the model file, or — when its weights are in external files (listed, checked by
     ``stored_precision``) — the model with their bytes inlined: ONNX Runtime looks for external data beside the
     model path, and a pinned /proc/self/fd/N path has no files beside it."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    model = onnx.load(str(path), load_external_data=False)
     external = [t for t in model.graph.initializer if uses_external_data(t)]
     if not external:
         return path
@@ -69,8 +71,8 @@ def _session_source(path: Path, files: dict[str, Path]) -> Path | bytes:
 QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
 
 
-def stored_precision(path: Path, allowed_external: set[str]) -> str:
-    """What the .onnx holds: "int8" (quantize/dequantize nodes), "fp16" (FP16 initializers) or "fp32". Weights
+def stored_precision(model, path: Path, allowed_external: set[str]) -> str:
+    """What the .onnx (``model``, parsed from ``path`` without its external data) holds: "int8" (quantize/dequantize nodes), "fp16" (FP16 initializers) or "fp32". Weights
     in external data files must be plain names listed in the manifest (so they are checksummed too); ONNX
     Runtime itself would follow any relative or absolute location."""
     import onnx
@@ -78,7 +80,6 @@ def stored_precision(path: Path, allowed_external: set[str]) -> str:
 
     from ..errors import ArtifactError
 
-    model = onnx.load(str(path), load_external_data=False)
     for tensor in model.graph.initializer:
         if uses_external_data(tensor):
             location = ExternalDataInfo(tensor).location
