@@ -24,21 +24,42 @@ GATE = ("--verify-images", helpers.VAL_IMAGES, "--verify-ann", helpers.VAL_ANN, 
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory):
+def built(tmp_path_factory, worker_id):
     """``built(target, size, *options, gate=True)`` -> (folder, CompletedProcess): ``nanodet-deploy export --to
     TARGET`` of the official SIZE weights with OPTIONS, under the full parity gate on val-dev (``gate=False``:
-    without --verify-images), made once per session and shared by every test that needs that export. A test that
-    changes the folder works on a copy (``helpers.copy_export``). A rejected export is returned too (its folder
-    is OUT/rejected): the test decides what its verdict should be."""
-    made = {}
+    without --verify-images), made once per run and shared by every test that needs that export — across
+    pytest-xdist workers too (a lock per export in the run's shared temporary folder). A test that changes the
+    folder works on a copy (``helpers.copy_export``). A rejected export is returned too (its folder is
+    OUT/rejected): the test decides what its verdict should be."""
+    import fcntl
+    import hashlib
+    import json
+    import subprocess
+
+    root = tmp_path_factory.getbasetemp()
+    root = (root.parent if worker_id != "master" else root) / "built"
+    root.mkdir(exist_ok=True)
 
     def build(target: str, size: int, *options, gate: bool = True):
-        key = (target, size, tuple(map(str, options)), gate)
-        if key not in made:
-            out = tmp_path_factory.mktemp(f"{target}-{size}") / "export"
-            result = helpers.export_cli(out, target, "--checkpoint", helpers.weights(size), *options,
-                                        *(GATE if gate else ()))
-            assert result.returncode in (0, 1), result.stdout + result.stderr  # 1: rejected by the gate
-            made[key] = (out if result.returncode == 0 else out / "rejected", result)
-        return made[key]
+        key = json.dumps([target, size, [str(o) for o in options], gate])
+        folder = root / f"{target}-{size}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        folder.mkdir(exist_ok=True)
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record = folder / "result.json"
+            if not record.is_file():
+                result = helpers.export_cli(folder / "export", target, "--checkpoint", helpers.weights(size),
+                                            *options, *(GATE if gate else ()))
+                record.write_text(json.dumps({"key": key, "returncode": result.returncode, "stdout": result.stdout,
+                                              "stderr": result.stderr}))
+        made = json.loads(record.read_text())
+        result = subprocess.CompletedProcess([], made["returncode"], made["stdout"], made["stderr"])
+        assert result.returncode in (0, 1), result.stdout + result.stderr  # 1: rejected by the gate
+        return (folder / "export" if result.returncode == 0 else folder / "export" / "rejected"), result
     return build
+
+
+@pytest.fixture(scope="session")
+def worker_id(request) -> str:
+    """pytest-xdist's worker name ("gw0", ...), or "master" without it (xdist's own fixture, when installed)."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
