@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from .errors import UsageError
+from .targets import APP_BACKEND
 from .files import atomic_path
 from .manifest import MANIFEST_NAME, ManifestError, inside, read_manifest
 
@@ -20,7 +21,7 @@ def install_into_app(export_dir: str | Path, app_dir: str | Path) -> list[Path]:
     if not (app_dir / "app" / "build.gradle.kts").is_file():
         raise UsageError(f"{app_dir}: not the Android demo project (no app/build.gradle.kts)")
     manifest = read_manifest(export_dir)
-    if manifest.backend != "ncnn":
+    if manifest.backend != APP_BACKEND:
         raise UsageError(f"{export_dir}: a {manifest.backend} export; the Android demo runs ncnn exports "
                          f"(nanodet-deploy export --to ncnn)")
     if "weights" not in manifest.files:

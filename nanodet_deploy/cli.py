@@ -16,6 +16,7 @@ from .cli_output import (STATE, console, err_console, error_line, one_line_error
                          progress_factory)
 from .errors import UsageError
 from .images import printable
+from .targets import APP_BACKEND, get_target
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Take NanoDet-Plus from PyTorch to ONNX Runtime, OpenVINO, MNN and ncnn — and check "
@@ -156,7 +157,7 @@ def export(
 
     if fp16 + int8 + weight_int8 > 1:
         raise typer.BadParameter("--fp16, --int8 and --weight-int8 exclude each other")
-    if android is not None and to != "ncnn":
+    if android is not None and get_target(to).name != APP_BACKEND:
         raise typer.BadParameter("--android needs --to ncnn (the demo app runs ncnn)")
     if android is not None and not (android / "app" / "build.gradle.kts").is_file():
         raise typer.BadParameter(f"{android}: not the Android demo project (no app/build.gradle.kts)")

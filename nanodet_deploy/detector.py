@@ -45,7 +45,7 @@ class Detector:
     @classmethod
     def from_runtime(cls, runtime, processing: ProcessingConfig, class_names, name: str = "model",
                      checkpoint_sha256: str | None = None) -> "Detector":
-        """A detector around any runtime (``run(tensor) -> raw``), e.g. an ncnn model made elsewhere:
+        """A detector around any ``runtimes.base.Runtime``, e.g. an ncnn model made elsewhere:
         ``Detector.from_runtime(NcnnRuntime(param, bin), processing_config(spec), spec.class_names)``."""
         detector = cls.__new__(cls)
         detector._set(runtime, processing, class_names, name, checkpoint_sha256)

@@ -22,6 +22,7 @@ from .manifest import (MANIFEST_NAME, PARITY_NAME, REPORT_NAME, Manifest, Manife
 from .parity import Budgets, ParityReport, compare, synthetic_images, write_report
 from .processing import FLOAT_NCHW
 from .report import parity_page
+from .targets import APP_BACKEND
 
 REJECTED_DIR = "rejected"
 
@@ -74,7 +75,7 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
     if phone_cpus:
         from .phone import check_ready
 
-        if target.backend != "ncnn":
+        if target.name != APP_BACKEND:
             raise UsageError(f"--arch arm64 needs --to ncnn (the Android app runs ncnn), not --to {to}")
         check_ready(phone_cpus)
     converter = target.converter_module()  # a missing backend package fails here, before any work
@@ -289,7 +290,7 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
         from .phone import check_ready
 
         check_ready(phone_cpus)
-        if not any(read_manifest(folder).backend == "ncnn" for folder in folders):
+        if not any(read_manifest(folder).backend == APP_BACKEND for folder in folders):
             raise UsageError(f"{directory}: --arch arm64 runs ncnn exports on the emulated phone; "
                              f"no ncnn export here")
     results = []
@@ -310,7 +311,7 @@ def verify_exports(directory: str | Path, images=None, ann=None, checkpoint=None
         reference = TorchRuntime(loaded.module, threads=threads)
         report = gate(folder, reference, manifest, images, ann, budgets, threads, progress, **runtime_options)
         phone = phone_gate(folder, reference, manifest, phone_cpus, images, ann, budgets, threads, progress) \
-            if phone_cpus and manifest.backend == "ncnn" else []
+            if phone_cpus and manifest.backend == APP_BACKEND else []
         results.append((folder, report, phone))
     return results
 

@@ -160,8 +160,7 @@ def compare(reference, artifact, processing: ProcessingConfig, images, coco_set=
     is False (synthetic inputs, where boxes mean nothing) agreement and mAP."""
     from .images import read_image
 
-    comparison = Comparison(processing, backend=getattr(artifact, "backend", "?"),
-                            precision=getattr(artifact, "precision", "?"))
+    comparison = Comparison(processing, backend=artifact.backend, precision=artifact.precision)
     for image in images:
         source = None if isinstance(image, np.ndarray) else str(image)
         image = read_image(image) if not isinstance(image, np.ndarray) else image

@@ -26,6 +26,7 @@ import numpy as np
 from .errors import ArtifactError, UsageError
 from .parity import (SAME_CODE, SAME_LIBRARY, Budgets, Comparison, ParityReport, Tolerance, same_detections)
 from .processing import Detections, ProcessingConfig, postprocess, preprocess
+from .targets import APP_BACKEND
 
 # qemu CPU model -> what it stands for
 CPU_MODELS = {
@@ -234,7 +235,7 @@ def compare_on_phone(export_dir: str | Path, manifest, reference, images, cpus=D
     from .images import read_image
     from .runtimes import open_export
 
-    if manifest.backend != "ncnn":
+    if manifest.backend != APP_BACKEND:
         raise UsageError(f"{export_dir}: a {manifest.backend} export; the phone (the Android app) runs ncnn exports")
     cpus = check_cpus(cpus)
     modes = list(modes or app_modes(manifest.precision))

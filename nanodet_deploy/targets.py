@@ -111,6 +111,9 @@ TARGETS = {t.name: t for t in (
            colour="tab:green", description="ncnn via pnnx", why_not=(("dynamic_batch", "ncnn has no batch axis"),
                                                                         ("opset", "pnnx reads the traced graph"))),
 )}
+# the cell every bench ratio is to (same size and threads, same run), and the backend the Android demo app runs
+BENCH_BASELINE = ("onnxruntime", "fp32")
+APP_BACKEND = "ncnn"
 # runtime backends by name: the reference, then every target's (manifests name their backend this way)
 BACKENDS = {t.name: t for t in (REFERENCE, *TARGETS.values())}
 

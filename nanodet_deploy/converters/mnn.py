@@ -55,8 +55,7 @@ def run_tool(tool: str, args: list[str], timeout: float | None = None) -> str:
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
             dynamic_batch: bool = False, calib_paths=(), calib_method: str = DEFAULT_METHOD, progress=None,
             keep_float=DEFAULT_FLOAT_PARTS):
-    """The ``--to mnn`` target: ``model.mnn`` (precision "weight-int8": INT8 weights only). Returns (files,
-    conversion, packages)."""
+    """The ``--to mnn`` target: ``model.mnn`` (precision "weight-int8": INT8 weights only). Returns (files, conversion)."""
     weight_int8 = precision == "weight-int8"
     model = directory / "model.mnn"
     with onnx_converter.intermediate_onnx(module, processing.input_size, directory, opset=opset,

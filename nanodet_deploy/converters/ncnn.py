@@ -74,7 +74,7 @@ def to_ncnn(module, input_size: tuple[int, int], param_path: Path, bin_path: Pat
 
 def convert(module, processing, directory: Path, precision: str = "fp32", calib_paths=(),
             calib_method: str = DEFAULT_METHOD, progress=None, keep_float=DEFAULT_FLOAT_PARTS):
-    """The ``--to ncnn`` target: ``model.param`` / ``model.bin``. Returns (files, conversion, packages)."""
+    """The ``--to ncnn`` target: ``model.param`` / ``model.bin``. Returns (files, conversion)."""
     param, weights = directory / "model.param", directory / "model.bin"
     conversion = to_ncnn(module, processing.input_size, param, weights, fp16=precision == "fp16")
     if precision == "fp16":

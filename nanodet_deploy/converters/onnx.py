@@ -94,7 +94,7 @@ PLACEMENT = quantization.Placement(outputs=True, symmetric=False)
 
 
 def quantize_int8(src: Path, dst: Path, processing, calib_paths, placement=PLACEMENT,
-                  method: str = quantization.DEFAULT_METHOD, keep_float=quantization.AUTO, progress=None) -> dict:
+                  method: str = DEFAULT_METHOD, keep_float=DEFAULT_FLOAT_PARTS, progress=None) -> dict:
     """The shared recipe for the FP32 model at ``src`` on the calibration images, written to ``dst`` as QDQ ONNX
     with ``placement``: uint8 activations, int8 per-channel weights, int32 biases."""
     import onnx

@@ -39,7 +39,7 @@ CALIBRATION_METHODS = (*quantization.CALIBRATION_METHODS, NNCF)
 def convert(module, processing, directory: Path, precision: str = "fp32", opset: int = onnx_converter.DEFAULT_OPSET,
             dynamic_batch: bool = False, calib_paths=(), calib_method: str = DEFAULT_METHOD, progress=None,
             keep_float=DEFAULT_FLOAT_PARTS, u8_input: bool = False):
-    """The ``--to openvino`` target: ``model.xml`` / ``model.bin``. Returns (files, conversion, packages)."""
+    """The ``--to openvino`` target: ``model.xml`` / ``model.bin``. Returns (files, conversion)."""
     import openvino as ov
 
     with onnx_converter.intermediate_onnx(module, processing.input_size, directory, opset=opset,
