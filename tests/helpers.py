@@ -114,3 +114,16 @@ def copy_export(source: Path, folder: Path) -> Path:
 
     shutil.copytree(source, folder)
     return folder
+
+
+class Lazy(dict):
+    """A dict whose values are made on first use by ``make(key)``: a module fixture over every backend that builds
+    only what the selected tests touch (the toy backend's run in test_registry.py selects its own)."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        self[key] = self.make(key)
+        return self[key]

@@ -23,9 +23,9 @@ from nanodet_deploy.manifest import MANIFEST_NAME
 from nanodet_deploy.model import load
 from nanodet_deploy.parity import box_iou
 from nanodet_deploy.processing import ProcessingConfig, center_priors, postprocess, warp_matrix
-from nanodet_deploy.targets import BACKENDS, REFERENCE, TARGETS
+from nanodet_deploy.targets import BACKENDS, REFERENCE
 
-from .helpers import VAL_IMAGES, copy_export, error_lines, export_cli, run_cli, weights
+from .helpers import VAL_IMAGES, Lazy, copy_export, error_lines, export_cli, run_cli, weights
 
 GOOD = VAL_IMAGES / "000000000139.jpg"
 
@@ -214,11 +214,9 @@ def test_a_missing_or_malformed_manifest_is_refused(good_onnx, tmp_path):
 
 @pytest.fixture(scope="module")
 def detectors(built):
-    """One Detector per registered backend (FP32, 320; the exports are the session's)."""
-    made = {REFERENCE.name: Detector(checkpoint=weights(320), threads=2)}
-    for target in TARGETS:
-        made[target] = Detector.from_export(built(target, 320, gate=False)[0], threads=2)
-    return made
+    """backend -> its Detector (FP32, 320; the exports are the session's), made on first use."""
+    return Lazy(lambda backend: Detector(checkpoint=weights(320), threads=2) if backend == REFERENCE.name
+                else Detector.from_export(built(backend, 320, gate=False)[0], threads=2))
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))

@@ -26,7 +26,7 @@ from nanodet_deploy.runtimes.torch import TorchRuntime
 
 from nanodet_deploy.targets import TARGETS
 
-from .helpers import CALIB_IMAGES, VAL_IMAGES, copy_export, error_lines, run_cli, weights
+from .helpers import CALIB_IMAGES, VAL_IMAGES, Lazy, copy_export, error_lines, run_cli, weights
 
 GOOD = VAL_IMAGES / "000000000139.jpg"
 ROOT = os.geteuid() == 0
@@ -47,9 +47,9 @@ def one_line(result, code=2) -> str:
 
 @pytest.fixture(scope="module")
 def exports(built):
-    """The FP32 export at 320 of every registered target (the session's, shared with other modules: tests copy
-    before they change one)."""
-    return {target: built(target, 320, gate=False)[0] for target in TARGETS}
+    """target -> its FP32 export at 320 (the session's, shared with other modules: tests copy before they change
+    one), made on first use."""
+    return Lazy(lambda target: built(target, 320, gate=False)[0])
 
 
 def edit_manifest(folder: Path, change) -> None:
