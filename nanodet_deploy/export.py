@@ -65,7 +65,6 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
     budget on a CPU model rejects the export; the "Fast fp16" modes set the manifest's ``fast_fp16``.
     """
     from .converters.calibration import calibration_images, check_keep_float
-    from .model import load
     from .targets import check_options, get_target
 
     target = get_target(to)
@@ -92,6 +91,8 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
     created = not out.exists()
     staging = _staging_folder(out)  # an unwritable destination fails here, before any work
     try:
+        from .model import load  # PyTorch: imported once the options have been checked
+
         loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
                       unsafe=unsafe_load)
         processing = loaded.spec.processing_config()

@@ -132,10 +132,13 @@ class _Cosine:
         self.dot = self.aa = self.bb = 0.0
 
     def add(self, a: np.ndarray, b: np.ndarray):
+        # einsum's own loop, not BLAS: a dot product this long wakes OpenBLAS's threads, which then spin and
+        # starve the next PyTorch forward. Measured in the gate at 416 on 2 cores: 103 ms per PyTorch image with
+        # `a @ b`, 39 ms with this (the same forward run alone: 38 ms).
         a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-        self.dot += a @ b
-        self.aa += a @ a
-        self.bb += b @ b
+        self.dot += np.einsum("i,i->", a, b)
+        self.aa += np.einsum("i,i->", a, a)
+        self.bb += np.einsum("i,i->", b, b)
 
     @property
     def value(self) -> float:

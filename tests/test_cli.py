@@ -52,3 +52,27 @@ def test_usage_errors_exit_2_on_one_line(tmp_path):
         assert len(lines) == 1 and fragment in lines[0], (args, lines)
     bad_size = run_cli("infer", VAL_IMAGES, "--checkpoint", weights(416), "--input-size", "abc")
     assert bad_size.returncode == 2 and "not W or W,H" in bad_size.stderr
+
+
+def test_commands_that_need_no_model_start_without_pytorch(tmp_path):
+    """`models`, `--help`, an export's usage error and `infer --export` never import torch (it is 1.4 s of a
+    2.0 s start; an app's deploy box may not have it): run with every `import torch` failing."""
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    export = tmp_path / "onnx"
+    made = run_cli("export", "--to", "onnxruntime", "--checkpoint", weights(320), "--out", export)
+    assert made.returncode == 0, made.stderr
+    blocker = ("import sys; sys.modules['torch'] = None; from nanodet_deploy.cli import main; "
+               "sys.argv = ['nanodet-deploy', *sys.argv[1:]]; main()")
+    for args, code in [(["models"], 0), (["export", "--help"], 0),
+                       (["export", "--to", "openvino", "--checkpoint", weights(320), "--weight-int8", "--out",
+                         tmp_path / "x"], 2),
+                       (["infer", VAL_IMAGES / "000000000139.jpg", "--export", export, "--json", tmp_path / "d.json"],
+                        0)]:
+        result = subprocess.run([sys.executable, "-c", blocker, *map(str, args)], capture_output=True, text=True,
+                                cwd=ROOT)
+        assert result.returncode == code and "torch" not in result.stderr, (args, result.stderr[-2000:])
+    assert json.loads((tmp_path / "d.json").read_text())[0]["detections"]
