@@ -1,5 +1,8 @@
 from . import helpers  # noqa: F401  (fails the session early, with a clear message, if ../shared is absent)
 
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -20,6 +23,7 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(_machine_line())
 
 
+EXPORTS_ENV = "NANODET_TEST_EXPORTS"
 GATE = ("--verify-images", helpers.VAL_IMAGES, "--verify-ann", helpers.VAL_ANN, "--threads", "2")
 
 
@@ -30,15 +34,16 @@ def built(tmp_path_factory, worker_id):
     without --verify-images), made once per run and shared by every test that needs that export — across
     pytest-xdist workers too (a lock per export in the run's shared temporary folder). A test that changes the
     folder works on a copy (``helpers.copy_export``). A rejected export is returned too (its folder is
-    OUT/rejected): the test decides what its verdict should be."""
+    OUT/rejected): the test decides what its verdict should be. ``NANODET_TEST_EXPORTS=DIR``: kept in DIR instead,
+    where another run finds them (.ci/run's second pass, under the oldest OpenCV, reuses the first pass's)."""
     import fcntl
     import hashlib
     import json
     import subprocess
 
     root = tmp_path_factory.getbasetemp()
-    root = (root.parent if worker_id != "master" else root) / "built"
-    root.mkdir(exist_ok=True)
+    root = Path(os.environ.get(EXPORTS_ENV) or (root.parent if worker_id != "master" else root) / "built")
+    root.mkdir(parents=True, exist_ok=True)
 
     def build(target: str, size: int, *options, gate: bool = True):
         key = json.dumps([target, size, [str(o) for o in options], gate])

@@ -108,6 +108,10 @@ def test_an_artifact_over_budget_is_rejected_and_the_good_export_stays(fp32_416,
 
 
 def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):
+    images = tmp_path / "images"  # 8 val-dev images: the shift moves scores by far more than the FP32 budget on each
+    images.mkdir()
+    for path in sorted(VAL_IMAGES.glob("*.jpg"))[:8]:
+        (images / path.name).write_bytes(path.read_bytes())
     folder = copy_export(fp32_416, tmp_path / "tampered")
     model = onnx.load(str(folder / "model.onnx"))
     bias = next(t for t in model.graph.initializer if t.name == "head.gfl_cls.0.bias")
@@ -116,18 +120,18 @@ def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):
     bias.CopyFrom(onnx.numpy_helper.from_array(values, bias.name))
     onnx.save(model, str(folder / "model.onnx"))
     # a changed file no longer matches the checksum its manifest recorded: refused, nothing moved
-    result = run_cli("verify", folder, "--images", VAL_IMAGES)
+    result = run_cli("verify", folder, "--images", images)
     assert result.returncode == 2 and "sha256 differs" in result.stderr and (folder / MANIFEST_NAME).is_file()
     # changed consistently (checksums rewritten): the gate measures it and rejects it
     write_manifest(folder, read_manifest(folder, check_files=False))
-    result = run_cli("verify", folder, "--images", VAL_IMAGES)
+    result = run_cli("verify", folder, "--images", images)
     assert result.returncode == 1, result.stdout + result.stderr
     assert not (folder / MANIFEST_NAME).exists() and (folder / "rejected" / "model.onnx").is_file()
     page = (folder / "rejected" / "report.html").read_text()  # verify's page beside its parity.json
     assert 'data-verdict="fail"' in page and "OVER BUDGET" in page and '<div class="pair"' in page
     with pytest.raises(ManifestError, match="rejected"):
         Detector.from_export(folder)
-    again = run_cli("verify", copy_export(fp32_416, tmp_path / "untouched"), "--images", VAL_IMAGES)
+    again = run_cli("verify", copy_export(fp32_416, tmp_path / "untouched"), "--images", images)
     assert again.returncode == 0, again.stdout + again.stderr
 
 
