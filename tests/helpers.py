@@ -108,6 +108,16 @@ def assert_infer_reproduces_official(export_dir, tmp_path, *options) -> subproce
     return result
 
 
+def some_val_images(folder: Path, count: int = 8) -> Path:
+    """``folder`` holding the first ``count`` val-dev images: for checks that a few real images decide."""
+    import shutil
+
+    folder.mkdir()
+    for path in sorted(VAL_IMAGES.glob("*.jpg"))[:count]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
 def copy_export(source: Path, folder: Path) -> Path:
     """A copy of a shared export folder (``built``) for a test that changes it."""
     import shutil

@@ -15,7 +15,7 @@ from nanodet_deploy.runtimes import runtime_class
 from nanodet_deploy.targets import BACKENDS, Target
 
 from .helpers import (CALIB_IMAGES, VAL_ANN, VAL_IMAGES, assert_reproduces_official, copy_export, error_lines,
-                      export_cli, official_detections, parity_of, run_cli, weights)
+                      export_cli, official_detections, parity_of, run_cli, some_val_images, weights)
 
 # What every backend is held to (FP32 = PyTorch's detections, FP16 and INT8 budgets) is in test_backends.py; this
 # module checks what only the ONNX export has. The exports are the session's (conftest ``built``).
@@ -108,10 +108,7 @@ def test_an_artifact_over_budget_is_rejected_and_the_good_export_stays(fp32_416,
 
 
 def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):
-    images = tmp_path / "images"  # 8 val-dev images: the shift moves scores by far more than the FP32 budget on each
-    images.mkdir()
-    for path in sorted(VAL_IMAGES.glob("*.jpg"))[:8]:
-        (images / path.name).write_bytes(path.read_bytes())
+    images = some_val_images(tmp_path / "images")  # the shift moves scores far over the FP32 budget on each one
     folder = copy_export(fp32_416, tmp_path / "tampered")
     model = onnx.load(str(folder / "model.onnx"))
     bias = next(t for t in model.graph.initializer if t.name == "head.gfl_cls.0.bias")

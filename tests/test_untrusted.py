@@ -26,7 +26,7 @@ from nanodet_deploy.runtimes.torch import TorchRuntime
 
 from nanodet_deploy.targets import TARGETS
 
-from .helpers import CALIB_IMAGES, VAL_IMAGES, Lazy, copy_export, error_lines, run_cli, weights
+from .helpers import CALIB_IMAGES, VAL_IMAGES, Lazy, copy_export, error_lines, run_cli, some_val_images, weights
 
 GOOD = VAL_IMAGES / "000000000139.jpg"
 ROOT = os.geteuid() == 0
@@ -296,10 +296,7 @@ def test_int8_calibrated_on_one_grey_pixel_cannot_publish(tmp_path, target):
     calib = tmp_path / "calib"
     calib.mkdir()
     cv2.imwrite(str(calib / "grey.png"), np.full((1, 1, 3), 128, np.uint8))
-    images = tmp_path / "images"  # 8 val-dev images hold far more than the floors need to fail
-    images.mkdir()
-    for path in sorted(VAL_IMAGES.glob("*.jpg"))[:8]:
-        shutil.copy(path, images / path.name)
+    images = some_val_images(tmp_path / "images")  # 8 real images: far more than the floors need to fail
     checks = {}
     for name, extra in (("val-dev", ["--verify-images", images]), ("none", [])):
         out = tmp_path / f"out-{name}"
