@@ -1,5 +1,6 @@
-"""The layers of ARCHITECTURE.md hold: every import inside nanodet_deploy (lazy ones in functions included) goes to
-the same layer or one below, there is no import circle, and every module has its place in the table."""
+"""The layers of ARCHITECTURE.md hold: every import inside nanodet_deploy (lazy ones in functions and a package's
+``_LAZY`` table included) goes to the same layer or one below, there is no import circle, and every module has its
+place in the table."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def imports(name: str, path: Path, known: dict) -> set[str]:
             stem = ".".join(base + ([node.module] if node.module else []))
             targets = [f"{stem}.{a.name}".lstrip(".") if f"{stem}.{a.name}".lstrip(".") in known
                        else (stem or "nanodet_deploy") for a in node.names]
+        elif isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["_LAZY"]:
+            # a package's names loaded on first use (PEP 562, model/__init__.py): its modules are its imports
+            targets = [".".join(package + [key.value]) for key in node.value.keys]
         else:
             continue
         for target in targets:
