@@ -1,0 +1,135 @@
+"""INT8 fidelity without labels: each backend's default INT8 export (calibrated on calib-train, as `export --int8`
+makes it) against PyTorch on ../shared/coco/fidelity — 600 unlabelled val2017 images that nothing is ever
+calibrated or tuned on. Per backend: agreement (PyTorch's detections >= 0.3 found with the same label) at IoU 0.9
+(the gate's) and 0.5, pseudo-mAP (PyTorch's detections >= 0.3 as ground truth), score and distance cosine and
+max |error|, each figure that varies by image with its 90 % bootstrap interval over images (paired: the same
+resamples for every backend). PyTorch runs once per image; every backend sees the same input tensor.
+
+    python benchmarks/int8_fidelity.py [--size 416] [--targets onnxruntime,openvino,mnn,ncnn] [--images 600]
+
+Writes benchmarks/results/int8-fidelity.json (one entry per run, keyed by size, targets and image count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _exports import SHARED, ensure_export
+from nanodet_deploy.evaluate import CocoSet, bootstrap_counts, class_matches, interval_of, resampled_map
+from nanodet_deploy.images import read_image
+from nanodet_deploy.machine import machine, machine_line
+from nanodet_deploy.manifest import read_manifest
+from nanodet_deploy.model import load
+from nanodet_deploy.parity import AGREEMENT_MIN_SCORE, Comparison, agreement_counts
+from nanodet_deploy.processing import preprocess
+from nanodet_deploy.runtimes import open_export
+from nanodet_deploy.runtimes.torch import TorchRuntime
+from nanodet_deploy.targets import TARGETS
+
+FIDELITY = SHARED / "coco/fidelity/images"
+WORK = Path(__file__).resolve().parent / "work" / "int8_fidelity"
+RESULTS = Path(__file__).resolve().parent / "results" / "int8-fidelity.json"
+
+
+def pseudo_ground_truth(reference, names: list[str], num_classes: int, folder: Path) -> CocoSet:
+    """PyTorch's detections >= AGREEMENT_MIN_SCORE as a COCO instances file, so that evaluate's matching and
+    bootstrap (class_matches, resampled_map) score the pseudo-mAP and its interval like a real mAP."""
+    annotations = []
+    for image_id, dets in enumerate(reference):
+        for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
+            if score >= AGREEMENT_MIN_SCORE:
+                w, h = float(x2 - x1), float(y2 - y1)
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
+                                    "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
+    path = folder / "pseudo.json"
+    path.write_text(json.dumps({"images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+                                "annotations": annotations, "categories": [{"id": c} for c in range(num_classes)]}))
+    return CocoSet.load(FIDELITY, path)
+
+
+def with_interval(per_image: np.ndarray, counts: np.ndarray) -> tuple[float, list[float]]:
+    """(matched / total over all images, its bootstrap interval) from per-image (matched, total) rows."""
+    drawn = counts @ per_image
+    return float(per_image[:, 0].sum() / per_image[:, 1].sum()), interval_of(drawn[:, 0] / np.maximum(drawn[:, 1], 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--targets", default=",".join(n for n, t in TARGETS.items() if "int8" in t.precisions))
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    targets = args.targets.split(",")
+    paths = sorted(FIDELITY.glob("*.jpg"))[:args.images]
+    loaded = load(SHARED / f"weights/nanodet-plus-m_{args.size}.pth")
+    processing = loaded.spec.processing_config()
+    reference = TorchRuntime(loaded.module, threads=args.threads)
+    runtimes, conversions = {}, {}
+    for target in targets:
+        folder = ensure_export(WORK, target, args.size, "int8", args.threads)
+        manifest = read_manifest(folder)
+        runtimes[target] = open_export(folder, manifest, threads=args.threads)
+        conversions[target] = {"float_layers": manifest.conversion.get("float_layers"),
+                               "calibration_method": manifest.conversion.get("calibration_method"),
+                               "placement": manifest.conversion.get("placement")}
+    comparisons = {t: Comparison(processing, t, "int8") for t in targets}
+    start = time.monotonic()
+    for k, path in enumerate(paths):
+        image = read_image(path)
+        tensor, matrix = preprocess(image, processing)
+        ref_raw = reference.run(tensor)[0]
+        for target, runtime in runtimes.items():
+            comparisons[target].add(ref_raw, runtime.run(tensor)[0], matrix, (image.shape[1], image.shape[0]),
+                                    str(path))
+        if (k + 1) % 100 == 0:
+            print(f"{k + 1}/{len(paths)} images, {time.monotonic() - start:.0f} s", flush=True)
+    counts = bootstrap_counts(len(paths))
+    first = comparisons[targets[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        truth = pseudo_ground_truth(first.ref_dets, [p.name for p in paths], processing.num_classes, Path(tmp))
+        reference_matches = class_matches(truth, first.ref_dets)
+        rows = []
+        for target in targets:
+            c = comparisons[target]
+            report = c.report(None, True)
+            row = {"backend": target, "images": len(paths), "reference_detections": report.reference_detections,
+                   "score_cosine": report.score_cosine, "distance_cosine": report.distance_cosine,
+                   "score_max_abs": report.score_max_abs, "distance_max_abs": report.distance_max_abs,
+                   **conversions[target]}
+            for iou in (0.9, 0.5):
+                per_image = np.array([agreement_counts(r, a, min_iou=iou) for r, a in zip(c.ref_dets, c.art_dets)],
+                                     np.float64)
+                row[f"agreement_{iou}"], row[f"agreement_{iou}_interval"] = with_interval(per_image, counts)
+            matches = class_matches(truth, c.art_dets)
+            row["pseudo_map"] = float(resampled_map(matches, np.ones((1, len(paths))))[0])
+            row["pseudo_map_interval"] = interval_of(resampled_map(matches, counts))
+            # the pseudo-mAP of PyTorch itself is 1 on every resample: the interval above is the backend's own
+            assert np.allclose(resampled_map(reference_matches, counts[:3]), 1.0)
+            rows.append(row)
+    spread = max(r["agreement_0.9"] for r in rows) - min(r["agreement_0.9"] for r in rows)
+    entry = {"key": f"{args.size} {','.join(targets)} {len(paths)}", "size": args.size,
+             "machine": machine_line(machine()), "seconds": round(time.monotonic() - start),
+             "agreement_spread": spread, "rows": rows}
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"entries": []}
+    results["entries"] = [e for e in results["entries"] if e["key"] != entry["key"]] + [entry]
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\n{args.size}, {len(paths)} fidelity images, 90% intervals over images; agreement spread "
+          f"{spread:.3f}\n")
+    print("| backend | agreement IoU 0.9 | agreement IoU 0.5 | pseudo-mAP | score cos | distance cos | "
+          "max abs score |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        a, b, m = r["agreement_0.9_interval"], r["agreement_0.5_interval"], r["pseudo_map_interval"]
+        print(f"| {r['backend']} | {r['agreement_0.9']:.3f} [{a[0]:.3f}, {a[1]:.3f}] | {r['agreement_0.5']:.3f} "
+              f"[{b[0]:.3f}, {b[1]:.3f}] | {r['pseudo_map']:.3f} [{m[0]:.3f}, {m[1]:.3f}] | "
+              f"{r['score_cosine']:.4f} | {r['distance_cosine']:.4f} | {r['score_max_abs']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
