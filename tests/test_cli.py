@@ -2,7 +2,7 @@
 
 import json
 
-from .helpers import VAL_IMAGES, error_lines, run_cli, weights
+from .helpers import ROOT, VAL_IMAGES, error_lines, run_cli, weights
 
 
 def test_help_of_every_command():
@@ -59,8 +59,6 @@ def test_commands_that_need_no_model_start_without_pytorch(tmp_path):
     2.0 s start; an app's deploy box may not have it): run with every `import torch` failing."""
     import subprocess
     import sys
-
-    from .helpers import ROOT
 
     export = tmp_path / "onnx"
     made = run_cli("export", "--to", "onnxruntime", "--checkpoint", weights(320), "--out", export)
