@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from _exports import SHARED, ensure_export
-from nanodet_deploy.evaluate import CocoSet, bootstrap_counts, class_matches, interval_of, resampled_map
+from nanodet_deploy.evaluate import (CocoSet, bootstrap_counts, class_matches, interval_of, pseudo_annotations,
+                                     resampled_map)
 from nanodet_deploy.images import read_image
 from nanodet_deploy.machine import machine, machine_line
 from nanodet_deploy.manifest import read_manifest
@@ -40,16 +41,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "int8-fidelity.json"
 def pseudo_ground_truth(reference, names: list[str], num_classes: int, folder: Path) -> CocoSet:
     """PyTorch's detections >= AGREEMENT_MIN_SCORE as a COCO instances file, so that evaluate's matching and
     bootstrap (class_matches, resampled_map) score the pseudo-mAP and its interval like a real mAP."""
-    annotations = []
-    for image_id, dets in enumerate(reference):
-        for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
-            if score >= AGREEMENT_MIN_SCORE:
-                w, h = float(x2 - x1), float(y2 - y1)
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
-                                    "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
     path = folder / "pseudo.json"
     path.write_text(json.dumps({"images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
-                                "annotations": annotations, "categories": [{"id": c} for c in range(num_classes)]}))
+                                "annotations": pseudo_annotations(reference, AGREEMENT_MIN_SCORE),
+                                "categories": [{"id": c} for c in range(num_classes)]}))
     return CocoSet.load(FIDELITY, path)
 
 

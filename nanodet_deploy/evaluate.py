@@ -99,11 +99,9 @@ def coco_map(coco_set: CocoSet, detections: Iterable[tuple[int, Detections]], nu
     return _cocoeval(gt, _results(detections, coco_set.category_ids), [i for i, _ in coco_set.images], per_class)
 
 
-def map_against_detections(reference: list[Detections], candidate: list[Detections], num_classes: int,
-                           min_score: float) -> float:
-    """mAP of ``candidate`` taking ``reference`` detections >= min_score as ground truth (no annotations)."""
-    from pycocotools.coco import COCO
-
+def pseudo_annotations(reference: list[Detections], min_score: float) -> list[dict]:
+    """COCO annotations (image id = index in ``reference``, category id = class index) of the ``reference``
+    detections >= min_score: ground truth for a label-free mAP."""
     annotations = []
     for image_id, dets in enumerate(reference):
         for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
@@ -111,8 +109,17 @@ def map_against_detections(reference: list[Detections], candidate: list[Detectio
                 w, h = float(x2 - x1), float(y2 - y1)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
                                     "bbox": [float(x1), float(y1), w, h], "area": w * h, "iscrowd": 0})
+    return annotations
+
+
+def map_against_detections(reference: list[Detections], candidate: list[Detections], num_classes: int,
+                           min_score: float) -> float:
+    """mAP of ``candidate`` taking ``reference`` detections >= min_score as ground truth (no annotations)."""
+    from pycocotools.coco import COCO
+
     gt = COCO()
-    gt.dataset = {"images": [{"id": i} for i in range(len(reference))], "annotations": annotations,
+    gt.dataset = {"images": [{"id": i} for i in range(len(reference))],
+                  "annotations": pseudo_annotations(reference, min_score),
                   "categories": [{"id": c} for c in range(num_classes)]}
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
