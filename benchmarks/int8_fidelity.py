@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +36,20 @@ from nanodet_deploy.targets import TARGETS
 
 FIDELITY = SHARED / "coco/fidelity/images"
 WORK = Path(__file__).resolve().parent / "work" / "int8_fidelity"
+
+
+def recipe_commit() -> str:
+    """The commit whose recipe is measured ("+changes" when the package differs from it): exports are cached per
+    commit and results keyed by it, so a recipe change never reuses an older export or overwrites its figures."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nanodet_deploy"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 RESULTS = Path(__file__).resolve().parent / "results" / "int8-fidelity.json"
 
 
@@ -62,13 +77,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     targets = args.targets.split(",")
+    commit = recipe_commit()
     paths = sorted(FIDELITY.glob("*.jpg"))[:args.images]
     loaded = load(SHARED / f"weights/nanodet-plus-m_{args.size}.pth")
     processing = loaded.spec.processing_config()
     reference = TorchRuntime(loaded.module, threads=args.threads)
     runtimes, conversions = {}, {}
     for target in targets:
-        folder = ensure_export(WORK, target, args.size, "int8", args.threads)
+        folder = ensure_export(WORK / commit, target, args.size, "int8", args.threads)
         manifest = read_manifest(folder)
         runtimes[target] = open_export(folder, manifest, threads=args.threads)
         conversions[target] = {"float_layers": manifest.conversion.get("float_layers"),
@@ -108,14 +124,14 @@ def main() -> None:
             row["pseudo_map_interval"] = interval_of(resampled_map(matches, counts))
             rows.append(row)
     spread = max(r["agreement_0.9"] for r in rows) - min(r["agreement_0.9"] for r in rows)
-    entry = {"key": f"{args.size} {','.join(targets)} {len(paths)}", "size": args.size,
+    entry = {"key": f"{args.size} {','.join(targets)} {len(paths)} {commit}", "size": args.size, "commit": commit,
              "machine": machine_line(machine()), "seconds": round(time.monotonic() - start),
              "agreement_spread": spread, "rows": rows}
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"entries": []}
     results["entries"] = [e for e in results["entries"] if e["key"] != entry["key"]] + [entry]
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"\n{args.size}, {len(paths)} fidelity images, 90% intervals over images; agreement spread "
-          f"{spread:.3f}\n")
+    print(f"\n{args.size}, {len(paths)} fidelity images, recipe at {commit}, 90% intervals over images; "
+          f"agreement spread {spread:.3f}\n")
     print("| backend | agreement IoU 0.9 | agreement IoU 0.5 | pseudo-mAP | score cos | distance cos | "
           "max abs score |\n|---|---|---|---|---|---|---|")
     for r in rows:
