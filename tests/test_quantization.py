@@ -112,6 +112,67 @@ def test_equalization_keeps_the_float_function_and_evens_the_channels():
     assert spread[0] > 100 and spread[1] == pytest.approx(max(1.0, spread[0] * Q.MIN_CHANNEL_SCALE), rel=0.02)
 
 
+
+def regions_model(channels=8, seed=1):
+    """The patterns ``equalize_regions`` follows, with channels of very different widths: the stem (conv ->
+    LeakyRelu -> MaxPool read by a depthwise and a dense conv), a Ghost block (conv and its depthwise 'cheap'
+    conv concatenated, plus a shortcut conv, read by a depthwise conv), and a tensor a Slice also reads (not
+    scalable: the slice would change)."""
+    rng, half = np.random.default_rng(seed), channels // 2
+    widths = np.geomspace(0.01, 1, channels)[:, None, None, None]
+    arrays = {"wa": rng.normal(size=(channels, 3, 1, 1)) * widths, "wb": rng.normal(size=(channels, 1, 3, 3)),
+              "wc": rng.normal(size=(channels, channels, 1, 1)), "wp": rng.normal(size=(half, channels, 1, 1)),
+              "wq": rng.normal(size=(half, 1, 3, 3)) * widths[:half],
+              "ws": rng.normal(size=(channels, channels, 1, 1)) * widths,
+              "wd": rng.normal(size=(channels, 1, 3, 3)), "wo": rng.normal(size=(4, channels, 1, 1)),
+              "ba": rng.normal(size=channels) * 0.1, "bs": rng.normal(size=channels) * 0.1,
+              "starts": np.array([0]), "ends": np.array([2]), "axes": np.array([1])}
+    inits = [numpy_helper.from_array(a if a.dtype == np.int64 else a.astype(np.float32), n) for n, a in arrays.items()]
+    dw = {"pads": [1, 1, 1, 1]}
+    nodes = [helper.make_node("Conv", ["data", "wa", "ba"], ["ca"], name="a"),
+             helper.make_node("LeakyRelu", ["ca"], ["aa"], alpha=0.1),
+             helper.make_node("MaxPool", ["aa"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["pool", "wb"], ["cb"], name="b", group=channels, **dw),
+             helper.make_node("Conv", ["pool", "wc"], ["cc"], name="c"),
+             helper.make_node("Slice", ["cb", "starts", "ends", "axes"], ["sliced"]),
+             helper.make_node("Conv", ["cb", "wp"], ["cp"], name="p"),
+             helper.make_node("Conv", ["cp", "wq"], ["cq"], name="q", group=half, **dw),
+             helper.make_node("Concat", ["cp", "cq"], ["cat"], axis=1),
+             helper.make_node("Conv", ["cc", "ws", "bs"], ["cs"], name="s"),
+             helper.make_node("Add", ["cat", "cs"], ["sum"]),
+             helper.make_node("Conv", ["sum", "wd"], ["cd"], name="d", group=channels, **dw),
+             helper.make_node("Conv", ["cd", "wo"], ["output"], name="o")]
+    graph = helper.make_graph(nodes, "regions",
+                              [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8]),
+                               helper.make_tensor_value_info("sliced", TensorProto.FLOAT, [1, 2, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_region_equalization_keeps_the_float_function_and_evens_what_it_reaches():
+    model = regions_model()
+    equalized, regions = Q.equalize_regions(model, TENSORS)
+    assert regions == 4  # pool, cc, sum, cd; cb (a Slice reads it) and cp (only through the Concat) are not scalable
+    names = ["output", "sliced", "pool", "sum", "cb"]
+    before, after = (Q.session(m, names) for m in (model, equalized))
+    widths = {(m, n): Q.ChannelRange() for m in ("before", "after") for n in names[2:]}
+    for tensor in TENSORS:
+        outputs = [r.run(names, {"data": tensor}) for r in (before, after)]
+        for k in range(2):  # the model's outputs are the same
+            assert np.allclose(outputs[0][k], outputs[1][k], rtol=1e-4, atol=1e-5)
+        for tag, values in zip(("before", "after"), outputs):
+            for name, value in zip(names[2:], values[2:]):
+                widths[tag, name].add(value)
+    spread = {key: w.absmax.max() / w.absmax.min() for key, w in widths.items()}
+    # the Ghost block's sum is read only by a depthwise conv: all of the scale, down to MIN_CHANNEL_SCALE
+    assert spread["before", "sum"] > 5
+    assert spread["after", "sum"] == pytest.approx(max(1.0, spread["before", "sum"] * Q.MIN_CHANNEL_SCALE), rel=0.05)
+    # the stem's pool is also read by a dense conv: the square root of the (clamped) scale
+    raised = min(spread["before", "pool"], 1 / Q.MIN_CHANNEL_SCALE) ** Q.EQUALIZE_INTO_CONV
+    assert spread["after", "pool"] == pytest.approx(spread["before", "pool"] / raised, rel=0.05)
+    assert np.allclose(widths["before", "cb"].absmax, widths["after", "cb"].absmax, rtol=1e-4)  # left alone
+
+
 @pytest.mark.parametrize("outputs, symmetric", [(False, False), (True, False), (False, True)])
 def test_qdq_model_runs_the_recipe_in_onnx_runtime(outputs, symmetric):
     model = tiny_model()
