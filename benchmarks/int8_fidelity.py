@@ -36,6 +36,7 @@ from nanodet_deploy.targets import TARGETS
 
 FIDELITY = SHARED / "coco/fidelity/images"
 WORK = Path(__file__).resolve().parent / "work" / "int8_fidelity"
+RESULTS = Path(__file__).resolve().parent / "results" / "int8-fidelity.json"
 
 
 def recipe_commit() -> str:
@@ -50,7 +51,6 @@ def recipe_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+changes" if dirty else "")
-RESULTS = Path(__file__).resolve().parent / "results" / "int8-fidelity.json"
 
 
 def pseudo_ground_truth(reference, names: list[str], num_classes: int, folder: Path) -> CocoSet:

@@ -558,8 +558,8 @@ def channel_region(graph: _Graph, tensor: str, scale: np.ndarray) -> tuple[list,
 
     def conv_weight(node) -> tuple[str, bool]:
         name = node.input[1]
-        if name not in graph.weights:
-            raise _NotScalable(node.name)
+        if name not in graph.weights or any(len(graph.readers[i]) > 1 for i in node.input[1:]):
+            raise _NotScalable(node.name)  # not a constant, or shared with another node
         shape, group = graph.weights[name].shape, _attribute(node, "group", 1)
         if group > 1 and not (shape[1] == 1 and group == shape[0]):
             raise _NotScalable(node.name)  # grouped but not depthwise
@@ -607,7 +607,9 @@ def channel_region(graph: _Graph, tensor: str, scale: np.ndarray) -> tuple[list,
         elif producer.op_type == "Concat" and _attribute(producer, "axis", 0) == 1:
             start = 0
             for name in producer.input:
-                count = graph.channels.get(name, 0)
+                count = graph.channels.get(name)
+                if not count:
+                    raise _NotScalable(name)
                 visit(name, factor[start:start + count], producer)
                 start += count
         else:

@@ -188,3 +188,27 @@ def test_qdq_model_runs_the_recipe_in_onnx_runtime(outputs, symmetric):
     kept = Q.qdq_model(model, recipe.keeping_float(["conv3"]), outputs=outputs, symmetric=symmetric)
     assert [n.op_type for n in kept.graph.node].count("QuantizeLinear") < ops.count("QuantizeLinear")
     onnx.checker.check_model(qdq)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_region_equalization_leaves_weights_another_node_shares(shared):
+    """Rescaling a weight two convolutions read would change the other one: such a region is left alone."""
+    rng = np.random.default_rng(2)
+    arrays = {"wa": rng.normal(size=(4, 3, 1, 1)) * np.geomspace(0.01, 1, 4)[:, None, None, None],
+              "wa2": rng.normal(size=(4, 3, 1, 1)), "wb": rng.normal(size=(2, 4, 1, 1))}
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    nodes = [helper.make_node("Conv", ["data", "wa"], ["ca"], name="a"),
+             helper.make_node("LeakyRelu", ["ca"], ["aa"], alpha=0.1),
+             helper.make_node("Conv", ["aa", "wb"], ["output"], name="b"),
+             helper.make_node("Conv", ["data", "wa" if shared else "wa2"], ["other"], name="a2")]
+    graph = helper.make_graph(nodes, "shared",
+                              [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 16, 16]),
+                               helper.make_tensor_value_info("other", TensorProto.FLOAT, [1, 4, 16, 16])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    equalized, regions = Q.equalize_regions(model, TENSORS)
+    assert regions == (0 if shared else 1)
+    before, after = Q.session(model), Q.session(equalized)
+    for tensor in TENSORS[:2]:
+        for a, b in zip(before.run(None, {"data": tensor}), after.run(None, {"data": tensor})):
+            assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
