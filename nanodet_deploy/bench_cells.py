@@ -1,9 +1,10 @@
 """What ``bench`` measures: its cells (backend x precision x input size x threads), the plan of them the
-registry allows, each cell's export — made once and cached by checkpoint hash + export options, so a second run
-converts nothing — and the runtime that runs it."""
+registry allows, each cell's export — made once and cached by checkpoint hash, export options and the toolkit's
+code, so a second run converts nothing and a changed recipe converts again — and the runtime that runs it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -78,13 +79,26 @@ def takes_u8_input(cell: Cell) -> bool:
     return cell.backend != REFERENCE.name and "u8_input" in TARGETS[cell.backend].options
 
 
+PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(package: Path = PACKAGE) -> str:
+    """Digest of every .py file of the package (path and content): a cached export was made by this code. Without
+    it a bench work folder kept across an upgrade (or a recipe change) would time and score the old artifacts."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def export_key(checkpoint_sha256: str, cell: Cell, calib: Path | None, verify_ann: Path | None = None,
                u8_input: bool = False) -> str:
-    """Folder name of a cached export: the checkpoint, every option that changes the artifact, and the
-    annotations its parity verdict was measured on."""
+    """Folder name of a cached export: the checkpoint, every option that changes the artifact, the annotations
+    its parity verdict was measured on, and the code that made it."""
     options = {"target": cell.backend, "size": cell.size, "precision": cell.export_precision,
                "calib": str(Path(calib).resolve()) if calib and cell.export_precision == "int8" else None,
-               "verified_on": str(Path(verify_ann).resolve()) if verify_ann else None}
+               "verified_on": str(Path(verify_ann).resolve()) if verify_ann else None, "code": code_digest()}
     if u8_input:
         options["u8_input"] = True
     digest = hashlib.sha256(json.dumps([checkpoint_sha256, options], sort_keys=True).encode()).hexdigest()[:12]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from nanodet_deploy import bench_cells
 from nanodet_deploy.bench_cells import Cell, plan
 from nanodet_deploy.model.macs import count_macs
 from nanodet_deploy.targets import BACKENDS
@@ -26,6 +27,26 @@ def test_plan_keeps_meaningful_cells_only():
     with pytest.raises(UsageError, match="unknown backend 'tensorrt'"):
         plan(["tensorrt"], ["fp32"], [(416, 416)], [2])
 
+
+
+def test_cached_exports_are_keyed_by_the_code_that_made_them(tmp_path, monkeypatch):
+    """A bench work folder kept across an upgrade or a recipe change must not serve the old artifacts."""
+    package = tmp_path / "package"
+    (package / "converters").mkdir(parents=True)
+    (package / "quantization.py").write_text("BINS = 2048\n")
+    (package / "converters" / "onnx.py").write_text("OPSET = 11\n")
+    digest = bench_cells.code_digest.__wrapped__  # uncached
+    first = digest(package)
+    (package / "converters" / "onnx.cpython-311.pyc").write_bytes(b"\0")  # compiled files are not the code
+    assert digest(package) == first
+    (package / "quantization.py").write_text("BINS = 4096\n")
+    assert digest(package) != first
+    cell = Cell(next(iter(BACKENDS)), "fp32", (416, 416), 2)
+    keys = set()
+    for code in ("old", "new"):
+        monkeypatch.setattr(bench_cells, "code_digest", lambda code=code: code)
+        keys.add(bench_cells.export_key("0" * 64, cell, None))
+    assert len(keys) == 2
 
 def test_macs_match_the_published_flops():
     """NanoDet-Plus-m publishes 0.9 / 1.52 GFLOPs at 320 / 416 (FLOPs = 2 x MACs); counted from our graph:
