@@ -7,7 +7,8 @@ resamples for every backend). PyTorch runs once per image; every backend sees th
 
     python benchmarks/int8_fidelity.py [--size 416] [--targets onnxruntime,openvino,mnn,ncnn] [--images 600]
 
-Writes benchmarks/results/int8-fidelity.json (one entry per run, keyed by size, targets and image count).
+Writes benchmarks/results/int8-fidelity.json (one entry per run, keyed by size, targets, image count and
+the recipe's commit).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nanodet_deploy.images import read_image
 from nanodet_deploy.machine import machine, machine_line
 from nanodet_deploy.manifest import read_manifest
 from nanodet_deploy.model import load
-from nanodet_deploy.parity import AGREEMENT_MIN_SCORE, Comparison, agreement_counts
+from nanodet_deploy.parity import AGREEMENT_MIN_SCORE, Comparison, agreement_with_interval
 from nanodet_deploy.processing import preprocess
 from nanodet_deploy.runtimes import open_export
 from nanodet_deploy.runtimes.torch import TorchRuntime
@@ -40,8 +41,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "int8-fidelity.json"
 
 
 def recipe_commit() -> str:
-    """The commit whose recipe is measured ("+changes" when the package differs from it): exports are cached per
-    commit and results keyed by it, so a recipe change never reuses an older export or overwrites its figures."""
+    """The commit whose recipe is measured ("+changes" when the package differs from it): results are keyed by
+    it, so a recipe change never overwrites the figures of an older one (the export cache follows the code by
+    itself: bench_cells.code_digest)."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -63,12 +65,6 @@ def pseudo_ground_truth(reference, names: list[str], num_classes: int, folder: P
     return CocoSet.load(FIDELITY, path)
 
 
-def with_interval(per_image: np.ndarray, counts: np.ndarray) -> tuple[float, list[float]]:
-    """(matched / total over all images, its bootstrap interval) from per-image (matched, total) rows."""
-    drawn = counts @ per_image
-    return float(per_image[:, 0].sum() / per_image[:, 1].sum()), interval_of(drawn[:, 0] / np.maximum(drawn[:, 1], 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=416)
@@ -84,7 +80,7 @@ def main() -> None:
     reference = TorchRuntime(loaded.module, threads=args.threads)
     runtimes, conversions = {}, {}
     for target in targets:
-        folder = ensure_export(WORK / commit, target, args.size, "int8", args.threads)
+        folder = ensure_export(WORK, target, args.size, "int8", args.threads)
         manifest = read_manifest(folder)
         runtimes[target] = open_export(folder, manifest, threads=args.threads)
         conversions[target] = {"float_layers": manifest.conversion.get("float_layers"),
@@ -116,9 +112,8 @@ def main() -> None:
                    "score_max_abs": report.score_max_abs, "distance_max_abs": report.distance_max_abs,
                    **conversions[target]}
             for iou in (0.9, 0.5):
-                per_image = np.array([agreement_counts(r, a, min_iou=iou) for r, a in zip(c.ref_dets, c.art_dets)],
-                                     np.float64)
-                row[f"agreement_{iou}"], row[f"agreement_{iou}_interval"] = with_interval(per_image, counts)
+                row[f"agreement_{iou}"], row[f"agreement_{iou}_interval"], _ = agreement_with_interval(
+                    c.ref_dets, c.art_dets, counts, min_iou=iou)
             matches = class_matches(truth, c.art_dets)
             row["pseudo_map"] = float(resampled_map(matches, np.ones((1, len(paths))))[0])
             row["pseudo_map_interval"] = interval_of(resampled_map(matches, counts))

@@ -214,7 +214,7 @@ class Comparison:
                               image_size=tuple(image_size))
 
     def report(self, coco_set=None, detections: bool = True) -> ParityReport:
-        from .evaluate import bootstrap_counts, coco_map, interval_of, map_against_detections, paired_bootstrap
+        from .evaluate import bootstrap_counts, coco_map, map_against_detections, paired_bootstrap
 
         c = self.processing.num_classes
         ref_dets, art_dets = self.ref_dets, self.art_dets
@@ -226,14 +226,9 @@ class Comparison:
         if not detections:
             return report
         report.differing_images = differing_images(ref_dets, art_dets, self.sources, self.image_errors)
-        per_image = np.array([agreement_counts(ref, art) for ref, art in zip(ref_dets, art_dets)], np.float64)
-        matched, total = per_image.sum(axis=0) if len(per_image) else (0, 0)
-        report.reference_detections = int(total)
-        report.agreement = float(matched / total) if total else None
         counts = bootstrap_counts(len(ref_dets))
-        if total:
-            drawn = counts @ per_image
-            report.agreement_interval = interval_of(drawn[:, 0] / np.maximum(drawn[:, 1], 1))
+        report.agreement, report.agreement_interval, report.reference_detections = agreement_with_interval(
+            ref_dets, art_dets, counts)
         if coco_set is not None:
             ids = [image_id for image_id, _ in coco_set.images]
             report.map_against = "annotations"
@@ -242,7 +237,7 @@ class Comparison:
             report.map_reference, report.map_artifact = reference_map["map"], artifact_map["map"]
             report.map_lost_by_class = class_losses(reference_map["per_class"], artifact_map["per_class"])
             report.map_drop_points_interval = [100 * x for x in paired_bootstrap(coco_set, ref_dets, art_dets, counts)]
-        elif total:
+        elif report.reference_detections:
             report.map_against = "pytorch"
             report.map_reference, report.map_artifact = 1.0, map_against_detections(ref_dets, art_dets, c,
                                                                                      AGREEMENT_MIN_SCORE)
@@ -296,6 +291,21 @@ def agreement_counts(reference: Detections, candidate: Detections, min_score: fl
     missing = unmatched_mask(reference.boxes[keep], reference.scores[keep], reference.labels[keep],
                              candidate.boxes, candidate.scores, candidate.labels, min_iou)
     return int((~missing).sum()), int(keep.sum())
+
+
+def agreement_with_interval(reference: list[Detections], candidate: list[Detections], counts: np.ndarray,
+                            min_iou: float = AGREEMENT_MIN_IOU) -> tuple[float | None, list[float] | None, int]:
+    """(agreement, its bootstrap interval over images drawn by ``counts`` (evaluate.bootstrap_counts), reference
+    detections) of per-image ``candidate`` against ``reference``; agreement and interval None without any."""
+    from .evaluate import interval_of
+
+    per_image = np.array([agreement_counts(ref, art, min_iou=min_iou) for ref, art in zip(reference, candidate)],
+                         np.float64).reshape(-1, 2)
+    matched, total = per_image.sum(axis=0)
+    if not total:
+        return None, None, 0
+    drawn = counts @ per_image
+    return float(matched / total), interval_of(drawn[:, 0] / np.maximum(drawn[:, 1], 1)), int(total)
 
 
 def unmatched_mask(ref_boxes, ref_scores, ref_labels, boxes, scores, labels, min_iou: float,
