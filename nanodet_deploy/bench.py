@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench_cells import REFERENCE, CellResult, all_precisions, artifact_size, cached_export, open_cell, plan
+from .bench_cells import (REFERENCE, CellResult, all_precisions, artifact_size, cached_export, gate_agreement,
+                          open_cell, plan)
 from .errors import UsageError
 from .memory_probe import peak_rss_mb
 from .model.macs import count_macs
@@ -20,8 +21,8 @@ from .timing import THROUGHPUT_ROUNDS, frames_per_second, interleaved_stages, su
 MODES = ("latency", "throughput")
 
 
-def execution_verdict(cell, folder: Path, loaded, images, ann, progress=None) -> tuple[bool, str]:
-    """(accepted, note) of an FP32 artifact run in an execution mode (OpenVINO bf16): the gate on the same inputs
+def execution_verdict(cell, folder: Path, loaded, images, ann, progress=None):
+    """(accepted, note, parity report) of an FP32 artifact run in an execution mode (OpenVINO bf16): the gate on the same inputs
     as the export's (val-dev with annotations where bench has them), held to the budgets of that execution —
     the row's own verdict, not the FP32 export's (measured at 416: bf16 agreement 0.960 < 0.98)."""
     from .export import gate
@@ -33,7 +34,7 @@ def execution_verdict(cell, folder: Path, loaded, images, ann, progress=None) ->
                   infer_precision=cell.precision)
     failed = [c["metric"] for c in report.checks if c["passed"] is False]
     return report.passed, (f"{cell.precision} execution over its budget ({', '.join(failed)}); timed all the same"
-                           if failed else "")
+                           if failed else ""), report
 
 
 def run(checkpoint, model=None, config=None, backends=None, precisions=None, sizes=None, threads=(2,),
@@ -84,12 +85,14 @@ def run(checkpoint, model=None, config=None, backends=None, precisions=None, siz
                                                     images, ann, progress, u8_input)
             result.export_dir = str(folder)
             result.size_mb = artifact_size(folder, read_manifest(folder)) / 1e6
+            result.agreement, result.agreement_interval = gate_agreement(folder)
             if not result.accepted:
                 result.note = "export over the parity budget (rejected); timed all the same"
         runners[cell] = open_cell(cell, folder, loaded)  # the module is fully convolutional: any input size
         result.ran = runners[cell][0].precision
         if result.accepted and cell.precision in BACKENDS[cell.backend].execution_modes:
-            result.accepted, result.note = execution_verdict(cell, folder, loaded, images, ann, progress)
+            result.accepted, result.note, report = execution_verdict(cell, folder, loaded, images, ann, progress)
+            result.agreement, result.agreement_interval = report.agreement, report.agreement_interval
         results.append(result)
 
     advance = progress("timing (interleaved)", warmup + runs) if progress else None

@@ -41,6 +41,8 @@ class CellResult:
     cell: Cell
     ran: str = ""                      # what the runtime says it executes
     accepted: bool | None = None       # the export's parity verdict (None for torch)
+    agreement: float | None = None     # the gate's agreement with PyTorch (detections >= 0.3 at IoU >= 0.9)
+    agreement_interval: list[float] | None = None  # its 90% bootstrap interval over the gate's images
     export_dir: str | None = None
     size_mb: float | None = None
     preprocess_ms: dict = field(default_factory=dict)   # median / p90 / min
@@ -124,6 +126,18 @@ def cached_export(export_root: Path, loaded, checkpoint, cell: Cell, calib, mode
                     input_size=cell.size, precision=cell.export_precision, calib=calib, threads=cell.threads,
                     verify_images=images if ann else None, verify_ann=ann, progress=progress, u8_input=u8_input)
     return result.directory, result.accepted
+
+
+def gate_agreement(folder: Path) -> tuple[float | None, list[float] | None]:
+    """(agreement, its 90% interval) that the export's gate measured, from the folder's parity.json; (None,
+    None) when the gate found no detection to agree with (or an older export has no parity.json)."""
+    from .manifest import PARITY_NAME
+    from .report import read_parity
+
+    if not (Path(folder) / PARITY_NAME).is_file():
+        return None, None
+    artifact = read_parity(Path(folder) / PARITY_NAME)["artifacts"][0]
+    return artifact.get("agreement"), artifact.get("agreement_interval")
 
 
 def open_cell(cell: Cell, folder: Path | None, loaded, streams: int | None = None):

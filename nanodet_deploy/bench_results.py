@@ -35,6 +35,7 @@ def rows(results) -> list[dict]:
                     "peak_rss_mb": r.peak_rss_mb, "map": r.map, "fps_sequential": r.fps_sequential,
                     "fps_pipelined": r.fps_pipelined,
                     "pipelined_x": r.fps_pipelined / r.fps_sequential if r.fps_pipelined and r.fps_sequential else None,
+                    "agreement": r.agreement, "agreement_interval": r.agreement_interval,
                     "accepted": r.accepted, "note": r.note})
     return out
 
@@ -48,6 +49,7 @@ BENCH_ROW_FIELDS = {
     "ratio": _OPTIONAL_FIGURE, "infer_vs_fp32": _OPTIONAL_FIGURE, "overhead": _MS, "gflops_per_s": _OPTIONAL_FIGURE,
     "size_mb": _OPTIONAL_FIGURE, "peak_rss_mb": _OPTIONAL_FIGURE, "map": _OPTIONAL_FIGURE,
     "fps_sequential": _OPTIONAL_FIGURE, "fps_pipelined": _OPTIONAL_FIGURE, "pipelined_x": _OPTIONAL_FIGURE,
+    "agreement": _OPTIONAL_FIGURE, "agreement_interval": Optional(ListOf(Number(finite=True), 2, 2)),
     "accepted": Optional(Flag()), "note": _TEXT}
 _MACHINE = Record({"cpu": _TEXT, "cores": Optional(Whole()), "isa": ListOf(_TEXT), "system": _TEXT, "python": _TEXT,
                    "versions": MapOf(_TEXT), "preprocessing": Optional(_TEXT)},
@@ -56,7 +58,8 @@ BENCH_JSON = Record({"machine": _MACHINE, "machine_line": _TEXT, "runs": Optiona
                      # older bench files lack the newer columns: they show as "-"
                      "rows": ListOf(Record(BENCH_ROW_FIELDS, optional=("total_min_ms", "infer_vs_fp32",
                                                                          "fps_sequential", "fps_pipelined",
-                                                                         "pipelined_x", "accepted")), 1)},
+                                                                         "pipelined_x", "agreement",
+                                                                         "agreement_interval", "accepted")), 1)},
                     optional=("machine", "machine_line", "runs", "mode"))
 
 
@@ -88,7 +91,8 @@ def read(path: Path) -> dict:
         raise UsageError(f"{path}: not a bench result (no 'rows')")
     document = checked(document, BENCH_JSON, path)
     for row in document["rows"]:
-        for key, *_ in THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",)]:
+        for key, *_ in THROUGHPUT_COLUMNS + [("infer_vs_fp32",), ("total_min_ms",), ("agreement",),
+                                             ("agreement_interval",)]:
             row.setdefault(key, None)
         if "accepted" not in row:  # before rows carried their verdict, a rejected export said so in its note
             row["accepted"] = False if row["note"].startswith("export over the parity budget") else None
@@ -101,7 +105,8 @@ COLUMNS = [("backend", "backend", "s"), ("precision", "prec", "s"), ("ran", "ran
            ("ratio", "vs ORT fp32", ".2f"), ("infer_vs_fp32", "infer vs own fp32", ".2f"),
            ("overhead", "pre+post/infer", ".0%"),
            ("gflops_per_s", "GFLOP/s", ".1f"), ("size_mb", "MB", ".2f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
-           ("map", "mAP", ".4f"), ("accepted", "gate", "verdict")]
+           ("map", "mAP", ".4f"), ("agreement", "agree IoU.9", ".3f"), ("agreement_interval", "90%", "interval"),
+           ("accepted", "gate", "verdict")]
 # bench --mode throughput adds these
 THROUGHPUT_COLUMNS = [("fps_sequential", "fps seq", ".1f"), ("fps_pipelined", "fps pipelined", ".1f"),
                       ("pipelined_x", "pipelined x", ".2f")]
@@ -128,11 +133,14 @@ def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
 
 
 def format_value(value, fmt: str) -> str:
-    """A table cell: ``value`` in ``fmt``, None as '-'; a verdict (fmt "verdict") as pass / OVER."""
+    """A table cell: ``value`` in ``fmt``, None as '-'; a verdict (fmt "verdict") as pass / OVER, an interval
+    (fmt "interval") as low..high."""
     if value is None:
         return "-"
     if fmt == "verdict":
         return "pass" if value else "OVER"
+    if fmt == "interval":
+        return f"{value[0]:.3f}..{value[1]:.3f}"
     return format(value, fmt)
 
 

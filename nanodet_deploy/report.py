@@ -135,6 +135,14 @@ PHONE_FIELDS = {"cpu": _TEXT, "mode": _TEXT, "fast_fp16": Flag(), "images": Whol
 PARITY_JSON = Record({"budgets": MapOf(_FIGURE), "artifacts": ListOf(_ARTIFACT, 1),
                       "phone": ListOf(Record(PHONE_FIELDS, optional=("same_bits_as_first_cpu", "same_tolerance")))},
                      optional=("budgets", "phone"))
+def read_parity(parity_json: Path) -> dict:
+    """A parity.json (an export's or verify's) checked against PARITY_JSON: a file is untrusted input."""
+    document = _read_json(parity_json)
+    if not isinstance(document.get("artifacts"), list):
+        raise UsageError(f"{parity_json}: not a parity.json (no 'artifacts' list)")
+    return checked(document, PARITY_JSON, parity_json)
+
+
 def parity_page(parity_json: Path, out: Path | None = None, images=None, label: str | None = None) -> Path:
     """``report.html`` beside ``parity_json`` (an export's or verify's), or at ``out``. The strip's pictures are
     read only from ``images`` (the folder or files the user gave; see ``image_roots``); ``label`` names the
@@ -142,10 +150,7 @@ def parity_page(parity_json: Path, out: Path | None = None, images=None, label: 
     from .manifest import MANIFEST_NAME, REPORT_NAME, read_manifest
 
     parity_json = Path(parity_json)
-    document = _read_json(parity_json)
-    if not isinstance(document.get("artifacts"), list):
-        raise UsageError(f"{parity_json}: not a parity.json (no 'artifacts' list)")
-    document = checked(document, PARITY_JSON, parity_json)
+    document = read_parity(parity_json)
     folder = parity_json.parent
     manifest = None
     if (folder / MANIFEST_NAME).is_file():

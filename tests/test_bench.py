@@ -73,6 +73,13 @@ def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
         assert 0 < row["pre_ms"] and 0 < row["infer_ms"] and 0 < row["post_ms"] and row["peak_rss_mb"] > 50
         assert row["total_ms"] >= row["infer_ms"] and row["gflops_per_s"] > 0
     assert rows[("onnxruntime", "fp32")]["ratio"] == 1.0 and rows[("onnxruntime", "fp32")]["size_mb"] > 4
+    # the gate's agreement with PyTorch and its interval, as the export's own parity.json has them (FP32 ONNX
+    # Runtime at 320 on val-dev: 1.0 measured; the reference row has none)
+    (ort,) = [r for r in report["results"] if r["backend"] == "onnxruntime"]
+    gate = json.loads((Path(ort["export_dir"]) / "parity.json").read_text())["artifacts"][0]
+    assert rows[("onnxruntime", "fp32")]["agreement"] == gate["agreement"] >= 0.99
+    assert rows[("onnxruntime", "fp32")]["agreement_interval"] == gate["agreement_interval"]
+    assert rows[("torch", "fp32")]["agreement"] is None and "agree IoU.9" in first.stdout
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # every result names the machine: CPU, instruction sets, backend versions
     from nanodet_deploy.machine import machine, machine_line
