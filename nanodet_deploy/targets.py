@@ -110,6 +110,12 @@ TARGETS = {t.name: t for t in (
            precisions=("fp32", "fp16", "int8"), options=frozenset({"calib_method", "keep_float"}),
            colour="tab:green", description="ncnn via pnnx", why_not=(("dynamic_batch", "ncnn has no batch axis"),
                                                                         ("opset", "pnnx reads the traced graph"))),
+    # torch.export reads the module itself; the program runs on ExecuTorch's XNNPACK delegate
+    Target("executorch", f"{_RUNTIMES}.executorch:ExecuTorchRuntime", "executorch", "executorch",
+           converter=f"{_CONVERTERS}.executorch", export_packages=("torch",), colour="tab:red",
+           description="ExecuTorch .pte, XNNPACK delegate",
+           why_not=(("dynamic_batch", "the ExecuTorch program is exported for batch 1"),
+                    ("opset", "torch.export reads the module, not ONNX"))),
 )}
 # the cell every bench ratio is to (same size and threads, same run), and the backend the Android demo app runs
 BENCH_BASELINE = ("onnxruntime", "fp32")

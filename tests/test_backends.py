@@ -1,5 +1,5 @@
 """Every registered backend under the same checks: one case per row of ``targets.TARGETS``, so a new backend's row
-is picked up here with no edit (test_registry.py proves it with a toy sixth backend). What only one backend has
+is picked up here with no edit (test_registry.py proves it with a toy backend). What only one backend has
 lives in its test_export_<backend>.py. The exports are the session's (conftest ``built``): made once, shared."""
 
 import json
@@ -21,7 +21,8 @@ def with_precision(precision: str) -> list[str]:
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_fp32_reproduces_pytorch_and_the_official_detections(built, name, tmp_path):
     """Measured at 416 on val-dev against PyTorch: score max-abs 3.2e-6 (ONNX Runtime), 3e-7 (OpenVINO), 5.1e-6
-    (MNN), 4.4e-6 (ncnn); on every backend agreement 703/703 and mAP 0.3703, PyTorch's to the last digit."""
+    (MNN), 4.4e-6 (ncnn), 5.7e-6 (ExecuTorch); on every backend agreement 703/703 and mAP 0.3703, PyTorch's to
+    the last digit."""
     folder, result = built(name, 416)
     assert result.returncode == 0, result.stdout + result.stderr
     report = parity_of(folder)

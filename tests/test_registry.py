@@ -1,4 +1,4 @@
-"""The registry tells the truth: a sixth backend added as one row (tests/toy_backend.py, registered through
+"""The registry tells the truth: one more backend added as one row (tests/toy_backend.py, registered through
 NANODET_DEPLOY_BACKENDS like any backend living outside the package) is picked up by every backend-parametrised
 test with no other edit, and passes them; and no test lists backends by hand (it would leave a new one out)."""
 
@@ -16,7 +16,7 @@ from .helpers import ROOT
 PARAMETRISED = ("test_backends.py", "test_targets.py", "test_untrusted.py", "test_hardening.py")
 
 
-def test_a_sixth_backend_is_one_row_and_the_suite_picks_it_up(tmp_path):
+def test_one_more_backend_is_one_row_and_the_suite_picks_it_up(tmp_path):
     report = tmp_path / "toy.xml"
     env = {**os.environ, PLUGINS_ENV: "tests.toy_backend",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

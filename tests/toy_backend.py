@@ -1,4 +1,4 @@
-"""A sixth backend that lives outside the package, as a user's own would: a converter and a runtime in this one
+"""A backend that lives outside the package, as a user's own would: a converter and a runtime in this one
 module and one registry row, registered through ``NANODET_DEPLOY_BACKENDS=tests.toy_backend`` (targets.py imports
 the modules it names). Nothing else in nanodet_deploy or in the suite names it: test_registry.py runs the
 backend-parametrised tests with it registered and checks that they pick it up and pass.

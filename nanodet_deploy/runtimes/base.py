@@ -3,6 +3,9 @@ preprocessing, decoding and NMS live once, in ``nanodet_deploy.processing``."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -43,3 +46,30 @@ class Runtime:
         """``run`` over a stream of inputs, results in order. A backend with asynchronous requests overlaps them
         (OpenVINO's throughput mode); by default one at a time."""
         return map(self.run, tensors)
+
+
+@contextlib.contextmanager
+def native_output_silenced(fd: int = 1, loggers: tuple[str, ...] = ()):
+    """File descriptor ``fd`` (1 stdout, 2 stderr) away from the console, and the Python ``loggers`` named quiet
+    below ERROR, for the duration: a backend library that prints from C++ (MNN on stdout when it loads;
+    ExecuTorch's CPU probe and loader on stderr) or warns on import about parts we do not use keeps the CLI's
+    output clean. Yields ``said()``: the lines written to ``fd`` so far, for an error message that needs them."""
+    import tempfile
+
+    saved_levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as sink:
+        def said() -> list[str]:
+            sink.seek(0)
+            return sink.read(1 << 16).decode(errors="replace").splitlines()
+
+        try:
+            os.dup2(sink.fileno(), fd)
+            yield said
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            for name, level in saved_levels.items():
+                logging.getLogger(name).setLevel(level)

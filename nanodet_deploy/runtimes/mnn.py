@@ -3,30 +3,15 @@ Python bindings; the module is created once."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .base import Runtime
+from .base import Runtime, native_output_silenced
 
 
-@contextlib.contextmanager
-def _stdout_silenced():
-    """MNN prints from C++ on import and when creating a runtime; keep the CLI's stdout clean."""
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-with _stdout_silenced():
+with native_output_silenced(1):  # MNN prints from C++ on import: the CLI's stdout stays clean
     import MNN  # noqa: F401
     import MNN.expr as F
     import MNN.nn as nn
@@ -36,7 +21,7 @@ def load_module(path: str | Path, threads: int | None = None, input_name: str = 
                 output_name: str = "output"):
     # precision "high": FP32 arithmetic (x86 has no FP16 arithmetic in MNN; "low" would allow it on ARM)
     config = {"backend": "CPU", "precision": "high", "numThread": threads or 1}
-    with _stdout_silenced():  # "MNN use high precision"
+    with native_output_silenced(1):  # "MNN use high precision"
         runtime = nn.create_runtime_manager((config,))
         return nn.load_module_from_file(str(path), [input_name], [output_name], runtime_manager=runtime)
 

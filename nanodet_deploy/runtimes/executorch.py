@@ -1,0 +1,68 @@
+"""ExecuTorch through its Python runtime (``executorch.runtime``): the program's ``forward`` with the XNNPACK
+delegate linked in.
+
+Threads: XNNPACK runs on ExecuTorch's one process-wide thread pool. Its only setter is the private
+``_unsafe_reset_threadpool`` (executorch 1.5), so a runtime asked for a thread count resets the pool when it
+opens; all ExecuTorch runtimes in a process share the last count set.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError
+from .base import Runtime, native_output_silenced
+
+METHOD = "forward"
+_POOL_LOCK = threading.Lock()
+# importing executorch imports torchao, which warns about its CUDA kernels and an Enum registration (torch 2.13)
+IMPORT_WARNINGS = ("torchao", "torch.utils._pytree")
+
+
+class ExecuTorchRuntime(Runtime):
+    backend = "executorch"
+
+    def __init__(self, program_path: str | Path, precision: str = "fp32", threads: int | None = None):
+        with native_output_silenced(2, IMPORT_WARNINGS):
+            from executorch.runtime import Runtime as ProgramLoader
+        set_threads(threads)
+        with native_output_silenced(2) as said:  # the loader explains a bad file on stderr, from C++
+            try:
+                self._method = ProgramLoader.get().load_program(Path(program_path)).load_method(METHOD)
+            except Exception as e:
+                reason = next((line.split("] ", 1)[-1] for line in reversed(said()) if line.strip()), str(e))
+                raise ArtifactError(f"{program_path}: ExecuTorch cannot load it ({reason})") from None
+        self._lock = threading.Lock()  # a loaded method holds one set of buffers: one call at a time
+        self.precision = precision
+
+    @classmethod
+    def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "ExecuTorchRuntime":
+        return cls(files["model"], precision=manifest.precision, threads=threads)
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        import torch
+
+        tensor = np.ascontiguousarray(tensor, np.float32)
+        outputs = []
+        with self._lock:
+            for image in tensor:  # the program was exported for batch 1
+                result = self._method.execute([torch.from_numpy(image[None].copy())])[0]
+                outputs.append(result.numpy().copy())  # the method's output buffer is reused by the next call
+        return np.concatenate(outputs, axis=0)
+
+
+def set_threads(threads: int | None) -> None:
+    """``threads`` for the process-wide pool (None: ExecuTorch's own choice). The pool probes the CPU the first
+    time it is touched and prints what it could not read (/sys/devices/soc0, ARM's MIDR) on stderr from C++."""
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
+
+    with _POOL_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning: the thread pool calls are marked experimental
+        with native_output_silenced(2):
+            current = _threadpool_get_thread_count()
+        if threads and current != threads:
+            _unsafe_reset_threadpool(threads)
