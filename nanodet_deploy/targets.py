@@ -116,6 +116,12 @@ TARGETS = {t.name: t for t in (
            description="ExecuTorch .pte, XNNPACK delegate",
            why_not=(("dynamic_batch", "the ExecuTorch program is exported for batch 1"),
                     ("opset", "torch.export reads the module, not ONNX"))),
+    # litert_torch converts the module itself; the interpreter runs it on its XNNPACK delegate
+    Target("litert", f"{_RUNTIMES}.litert:LiteRtRuntime", "ai_edge_litert", "litert",
+           converter=f"{_CONVERTERS}.litert", export_packages=("torch", "litert_torch"), aliases=("tflite",),
+           colour="tab:olive", description="LiteRT (TensorFlow Lite) flatbuffer, XNNPACK delegate",
+           why_not=(("dynamic_batch", "the LiteRT model is converted for batch 1"),
+                    ("opset", "litert_torch reads the module, not ONNX"))),
 )}
 # the cell every bench ratio is to (same size and threads, same run), and the backend the Android demo app runs
 BENCH_BASELINE = ("onnxruntime", "fp32")

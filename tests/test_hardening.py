@@ -214,9 +214,9 @@ def test_a_missing_or_malformed_manifest_is_refused(good_onnx, tmp_path):
 
 @pytest.fixture(scope="module")
 def detectors(built):
-    """backend -> its Detector (FP32, 320; the exports are the session's), made on first use."""
-    return Lazy(lambda backend: Detector(checkpoint=weights(320), threads=2) if backend == REFERENCE.name
-                else Detector.from_export(built(backend, 320, gate=False)[0], threads=2))
+    """backend -> its Detector (FP32, 416; the gated exports test_backends.py checks), made on first use."""
+    return Lazy(lambda backend: Detector(checkpoint=weights(416), threads=2) if backend == REFERENCE.name
+                else Detector.from_export(built(backend, 416)[0], threads=2))
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))

@@ -36,6 +36,11 @@ def test_every_row_keeps_the_converter_and_runtime_contract(name):
     assert runtime.run is not Runtime.run
 
 
+def distribution(name: str) -> str:
+    """A package or requirement name normalised as pip compares them (PEP 503): ai_edge_litert = ai-edge-litert."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def extras() -> dict[str, set[str]]:
     """pyproject's extras: name -> the distributions it installs (an extra naming others is expanded)."""
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -48,7 +53,7 @@ def extras() -> dict[str, set[str]]:
                 for other in nested.group(1).split(","):
                     found |= expand(other.strip())
             else:
-                found.add(re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0].lower())
+                found.add(distribution(re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0]))
         return found
 
     return {name: expand(name) for name in declared}
@@ -60,9 +65,9 @@ def test_each_extra_installs_every_package_its_row_needs(name):
     shared recipe calibrates with ONNX Runtime); `all` installs every backend's."""
     target, found = BACKENDS[name], extras()
     assert target.extra in found, f"pyproject.toml has no extra '{target.extra}' for {name}"
-    missing = {p.lower() for p in target.packages} - found[target.extra]
+    missing = {distribution(p) for p in target.packages} - found[target.extra]
     assert not missing, f"extra '{target.extra}' lacks {sorted(missing)}"
-    assert {p.lower() for p in target.packages} <= found["all"]
+    assert {distribution(p) for p in target.packages} <= found["all"]
 
 
 def test_a_missing_package_of_an_export_names_the_extra(monkeypatch):

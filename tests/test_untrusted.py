@@ -47,9 +47,9 @@ def one_line(result, code=2) -> str:
 
 @pytest.fixture(scope="module")
 def exports(built):
-    """target -> its FP32 export at 320 (the session's, shared with other modules: tests copy before they change
-    one), made on first use."""
-    return Lazy(lambda target: built(target, 320, gate=False)[0])
+    """target -> its gated FP32 export at 416 (the session's, the one test_backends.py checks, shared with other
+    modules: tests copy before they change one), made on first use."""
+    return Lazy(lambda target: built(target, 416)[0])
 
 
 def edit_manifest(folder: Path, change) -> None:
@@ -214,9 +214,9 @@ def test_a_model_file_from_another_export_is_refused(exports, built, tmp_path):
     (lambda m: m.update(max_dets=-1), "max_dets must be 1 to"),
     (lambda m: m.update(iou_thr=-1), "iou_thr must be in (0, 1]"),
     (lambda m: m.update(score_thr="0.05"), "score_thr must be in [0, 1)"),
-    (lambda m: m.update(input_width="320"), "input size '320'x320"),
-    (lambda m: m.update(input_width=0), "input size 0x320"),
-    (lambda m: m.update(input_height=-32), "input size 320x-32"),
+    (lambda m: m.update(input_width="320"), "input size '320'x416"),
+    (lambda m: m.update(input_width=0), "input size 0x416"),
+    (lambda m: m.update(input_height=-32), "input size 416x-32"),
     (lambda m: m.update(input_width=4000, input_height=4000), f"(1 to {MAX_INPUT_SIDE} pixels a side)"),
     (lambda m: m.update(class_names="person"), "class_names must be"),
     (lambda m: m.update(reg_max=[7]), "reg_max must be"),
@@ -360,7 +360,7 @@ def test_image_bombs_huge_files_and_hostile_names(tmp_path):
 
 @pytest.mark.skipif(not ROOT or not shutil.which("unshare"), reason="needs root for a network namespace")
 def test_no_network_traffic_and_nothing_under_home(tmp_path):
-    """export (all four targets; INT8 through the recipe for ONNX Runtime and OpenVINO, and NNCF), infer and
+    """export (all six targets; INT8 through the recipe for ONNX Runtime and OpenVINO, and NNCF), infer and
     bench in a network namespace whose resolver records every query, with a fresh HOME: no query, and HOME stays empty."""
     home, log = tmp_path / "home", tmp_path / "dns.log"
     home.mkdir()
@@ -374,7 +374,10 @@ def test_no_network_traffic_and_nothing_under_home(tmp_path):
         f"--out {tmp_path}/ov-nncf",
         f"{cli} export --to mnn {common} --out {tmp_path}/mnn",
         f"{cli} export --to ncnn {common} --out {tmp_path}/ncnn",
-        *(f"{cli} infer {GOOD} --export {tmp_path}/{name}" for name in ("onnx", "ov", "mnn", "ncnn")),
+        f"{cli} export --to executorch {common} --out {tmp_path}/executorch",
+        f"{cli} export --to litert {common} --out {tmp_path}/litert",
+        *(f"{cli} infer {GOOD} --export {tmp_path}/{name}" for name in ("onnx", "ov", "mnn", "ncnn", "executorch",
+                                                                          "litert")),
         f"{cli} bench {common} --backend onnxruntime --precision fp32 --runs 2 --warmup 0 --no-memory "
         f"--export-dir {tmp_path}/bench",
     ])
@@ -515,7 +518,8 @@ def test_a_file_swapped_after_the_check_is_not_what_loads(exports, tmp_path, tar
 
     folder = copy_export(exports[target], tmp_path / "export")
     manifest = read_manifest(folder)
-    tensor = np.random.default_rng(0).standard_normal((1, 3, 320, 320)).astype(np.float32)
+    shape = (1, 3, manifest.input_height, manifest.input_width)
+    tensor = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     expected = Detector.from_export(folder, threads=1).runtime.run(tensor)
     role = weight_file(folder)
     other = tmp_path / "other"
@@ -540,7 +544,9 @@ def test_a_swap_loop_never_runs_an_unchecked_model(exports, tmp_path):
     good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"
     shutil.copy(model, good)
     bad.write_bytes(_other_weights(folder, "model"))
-    tensor = np.random.default_rng(0).standard_normal((1, 3, 320, 320)).astype(np.float32)
+    manifest = read_manifest(folder)
+    shape = (1, 3, manifest.input_height, manifest.input_width)
+    tensor = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     expected = Detector.from_export(folder, threads=1).runtime.run(tensor)
     stop = threading.Event()
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
-from .base import Runtime, native_output_silenced
+from .base import Runtime, load_quietly, native_output_silenced
 
 METHOD = "forward"
 _POOL_LOCK = threading.Lock()
@@ -30,12 +29,8 @@ class ExecuTorchRuntime(Runtime):
         with native_output_silenced(2, IMPORT_WARNINGS):
             from executorch.runtime import Runtime as ProgramLoader
         set_threads(threads)
-        with native_output_silenced(2) as said:  # the loader explains a bad file on stderr, from C++
-            try:
-                self._method = ProgramLoader.get().load_program(Path(program_path)).load_method(METHOD)
-            except Exception as e:
-                reason = next((line.split("] ", 1)[-1] for line in reversed(said()) if line.strip()), str(e))
-                raise ArtifactError(f"{program_path}: ExecuTorch cannot load it ({reason})") from None
+        self._method = load_quietly(lambda: ProgramLoader.get().load_program(Path(program_path)).load_method(METHOD),
+                                    program_path, "ExecuTorch")
         self._lock = threading.Lock()  # a loaded method holds one set of buffers: one call at a time
         self.precision = precision
 
