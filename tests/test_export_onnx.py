@@ -135,7 +135,7 @@ def test_verify_rejects_a_tampered_export(fp32_416, tmp_path):
 def test_usage_errors(tmp_path):
     for args, fragment in [
         (["export", "--checkpoint", weights(416), "--int8", "--out", tmp_path / "x"], "--int8 needs"),
-        (["export", "--checkpoint", weights(416), "--to", "tflite", "--out", tmp_path / "x"], "unknown export"),
+        (["export", "--checkpoint", weights(416), "--to", "coreml", "--out", tmp_path / "x"], "unknown export"),
         (["infer", VAL_IMAGES, "--export", tmp_path / "nothing"], "no such export folder"),
         (["infer", VAL_IMAGES, "--checkpoint", weights(416), "--backend", "onnxruntime"], "Detector.from_export"),
     ]:

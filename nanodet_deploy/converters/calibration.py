@@ -55,12 +55,13 @@ def read_calibration(paths: list[Path], processing: ProcessingConfig, progress=N
 
 
 def shared_recipe(onnx_model, paths: list[Path], processing: ProcessingConfig, placement, method: str, keep_float,
-                  progress=None, always_float=()) -> tuple:
+                  progress=None, always_float=(), tensors=None) -> tuple:
     """The one INT8 recipe (``quantization.calibrate``) for the FP32 ``onnx_model`` on the calibration images
-    ``paths``, with the format's ``placement`` and the parts it can never quantize (``always_float``). Returns
-    (equalized model, recipe, the conversion record: the recipe's summary and how many images it saw) for the
-    format's writer."""
-    tensors = read_calibration(paths, processing, progress)
+    ``paths`` (``tensors``: those images already read, for a writer that calibrates with them too), with the
+    format's ``placement`` and the parts it can never quantize (``always_float``). Returns (equalized model,
+    recipe, the conversion record: the recipe's summary and how many images it saw) for the format's writer."""
+    if tensors is None:
+        tensors = read_calibration(paths, processing, progress)
     equalized, recipe = quantization.calibrate(onnx_model, tensors, processing.num_classes, placement,
                                                quantization.float_choice(keep_float), method, progress,
                                                always_float=always_float)

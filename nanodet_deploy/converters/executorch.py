@@ -14,17 +14,19 @@ import warnings
 from pathlib import Path
 
 from ..errors import ExportError
+from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
+from . import pt2e
+from .calibration import float_layers_summary
 
-CALIBRATION_METHODS: tuple[str, ...] = ()
-FLOAT_PARTS: dict = {}
-DEFAULT_FLOAT_PARTS: tuple[str, ...] = ()
 MODEL_FILE = "model.pte"
 METHOD = "forward"
 
 
-def convert(module, processing, directory: Path, precision: str = "fp32", calib_paths=(), progress=None,
-            **options) -> tuple[dict[str, str], dict]:
-    """The ``--to executorch`` target: ``model.pte`` for a [1, 3, H, W] float input. Returns (files, conversion)."""
+def convert(module, processing, directory: Path, precision: str = "fp32", calib_paths=(),
+            calib_method: str = DEFAULT_METHOD, keep_float=DEFAULT_FLOAT_PARTS,
+            progress=None) -> tuple[dict[str, str], dict]:
+    """The ``--to executorch`` target: ``model.pte`` for a [1, 3, H, W] float input (INT8: the shared recipe's
+    decisions through PT2E and XNNPACK's quantizer, converters/pt2e.py). Returns (files, conversion)."""
     import torch
 
     from ..runtimes.base import native_output_silenced
@@ -36,12 +38,21 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
 
     width, height = processing.input_size
     example = (torch.zeros(1, 3, height, width),)
+    conversion = {}
+    if precision == "int8":
+        module, float_modules, tensors, conversion = pt2e.recipe_module(
+            module, processing, directory, calib_paths, calib_method, keep_float, progress)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            module = pt2e.quantized_graph(module, example, xnnpack_quantizer(float_modules), tensors, progress)
+        conversion["writer"] = ("PT2E (torchao) with XNNPACKQuantizer: int8 activations at conv inputs and outputs, "
+                                "int8 per-channel weights; the recipe's weights, biases and float set")
     steps = ("torch.export", "lowering to XNNPACK", "writing the program")
     advance = progress("ExecuTorch: " + ", ".join(steps), len(steps)) if progress else (lambda: None)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            exported = torch.export.export(module.eval(), example)
+            exported = torch.export.export(module.eval() if precision != "int8" else module, example)
             advance()
             lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
             delegated = _delegate_calls(lowered.exported_program().graph_module)
@@ -51,9 +62,18 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
         raise ExportError(f"ExecuTorch could not convert the model: {str(e).splitlines()[0] if str(e) else e!r}")
     (directory / MODEL_FILE).write_bytes(program.buffer)
     advance()
-    return {"model": MODEL_FILE}, {"exporter": "torch.export", "lowering": "to_edge_transform_and_lower",
+    return {"model": MODEL_FILE}, {**conversion, "exporter": "torch.export", "lowering": "to_edge_transform_and_lower",
                                    "partitioner": "XnnpackPartitioner", "xnnpack_blocks": delegated,
                                    "method": METHOD, "batch": 1}
+
+
+def xnnpack_quantizer(float_modules):
+    """XNNPACK's static INT8 quantizer (symmetric per-channel weights), minus what the recipe keeps in float."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                          get_symmetric_quantization_config)
+
+    return pt2e.recipe_quantizer(XNNPACKQuantizer, get_symmetric_quantization_config(is_per_channel=True),
+                                 float_modules)
 
 
 def _delegate_calls(graph_module) -> int:
@@ -63,7 +83,8 @@ def _delegate_calls(graph_module) -> int:
 
 
 def describe(conversion: dict) -> str:
-    return f"ExecuTorch program, {conversion.get('xnnpack_blocks', '?')} XNNPACK blocks (torch.export)"
+    return (f"ExecuTorch program, {conversion.get('xnnpack_blocks', '?')} XNNPACK blocks (torch.export)"
+            + float_layers_summary(conversion))
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

@@ -15,34 +15,59 @@ import warnings
 from pathlib import Path
 
 from ..errors import ExportError
+from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
+from . import pt2e
+from .calibration import float_layers_summary
 
-CALIBRATION_METHODS: tuple[str, ...] = ()
-FLOAT_PARTS: dict = {}
-DEFAULT_FLOAT_PARTS: tuple[str, ...] = ()
 MODEL_FILE = "model.tflite"
 # the converter's C++ (absl) logs one INFO line per model written; warnings and errors still show
 QUIET_NATIVE_LOGS = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def convert(module, processing, directory: Path, precision: str = "fp32", calib_paths=(), progress=None,
-            **options) -> tuple[dict[str, str], dict]:
-    """The ``--to litert`` target: ``model.tflite`` for a [1, 3, H, W] float input. Returns (files, conversion)."""
+def convert(module, processing, directory: Path, precision: str = "fp32", calib_paths=(),
+            calib_method: str = DEFAULT_METHOD, keep_float=DEFAULT_FLOAT_PARTS,
+            progress=None) -> tuple[dict[str, str], dict]:
+    """The ``--to litert`` target: ``model.tflite`` for a [1, 3, H, W] float input (INT8: the shared recipe's
+    decisions through PT2E and litert_torch's quantizer, converters/pt2e.py). Returns (files, conversion)."""
     import torch
 
     litert_torch = _import_converter()
     width, height = processing.input_size
+    example = (torch.zeros(1, 3, height, width),)
+    conversion, options = {}, {}
+    if precision == "int8":
+        module, float_modules, tensors, conversion = pt2e.recipe_module(
+            module, processing, directory, calib_paths, calib_method, keep_float, progress)
+        quantizer = litert_quantizer(float_modules)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            module = pt2e.quantized_graph(module, example, quantizer, tensors, progress, fold_quantize=False)
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        options["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
+        conversion["writer"] = ("PT2E (torchao) with litert_torch's PT2EQuantizer: int8 activations at conv inputs "
+                                "and outputs, int8 per-channel weights; the recipe's weights, biases and float set")
     steps = ("converting (torch.export, StableHLO, LiteRT)", "writing the flatbuffer")
     advance = progress("LiteRT: " + ", ".join(steps), len(steps)) if progress else (lambda: None)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # FutureWarnings of torch's pytree from inside the converter
-            edge_model = litert_torch.convert(module.eval(), (torch.zeros(1, 3, height, width),))
+            edge_model = litert_torch.convert(module if precision == "int8" else module.eval(), example, **options)
             advance()
             edge_model.export(str(directory / MODEL_FILE))
     except Exception as e:  # the converter names the op it stopped at
         raise ExportError(f"LiteRT could not convert the model: {str(e).splitlines()[0] if str(e) else e!r}")
     advance()
-    return {"model": MODEL_FILE}, {"exporter": "litert_torch.convert", "batch": 1}
+    return {"model": MODEL_FILE}, {**conversion, "exporter": "litert_torch.convert", "batch": 1}
+
+
+def litert_quantizer(float_modules):
+    """litert_torch's static INT8 PT2E quantizer (symmetric per-channel weights), minus what the recipe keeps in
+    float."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    return pt2e.recipe_quantizer(PT2EQuantizer, get_symmetric_quantization_config(is_per_channel=True,
+                                                                                 is_dynamic=False), float_modules)
 
 
 def _import_converter():
@@ -60,7 +85,7 @@ def _import_converter():
 
 
 def describe(conversion: dict) -> str:
-    return "LiteRT flatbuffer (litert_torch.convert), XNNPACK at run time"
+    return "LiteRT flatbuffer (litert_torch.convert), XNNPACK at run time" + float_layers_summary(conversion)
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:
