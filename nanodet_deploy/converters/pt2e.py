@@ -101,7 +101,10 @@ def quantized_graph(module, example, quantizer, tensors, progress=None, fold_qua
             prepared(torch.from_numpy(np.ascontiguousarray(tensor, np.float32)))
             if advance:
                 advance()
-    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+    quantized = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    for part in quantized.modules():  # for inference (an exported graph module refuses .eval())
+        part.training = False
+    return quantized
 
 
 def recipe_quantizer(quantizer_class, config, float_modules):
