@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -46,6 +47,23 @@ class Runtime:
         """``run`` over a stream of inputs, results in order. A backend with asynchronous requests overlaps them
         (OpenVINO's throughput mode); by default one at a time."""
         return map(self.run, tensors)
+
+
+class SingleImageRuntime(Runtime):
+    """A runtime whose model takes batch 1 and holds one set of buffers (an ExecuTorch method, a LiteRT
+    interpreter): ``run`` feeds a batch image by image, one call at a time (``run_one``)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        tensor = np.ascontiguousarray(tensor, np.float32)
+        with self._lock:
+            return np.concatenate([self.run_one(image[None]) for image in tensor], axis=0)
+
+    def run_one(self, tensor: np.ndarray) -> np.ndarray:
+        """[1, 3, H, W] -> [1, N, C + 4*(reg_max+1)], a new array (the next call may reuse the model's buffers)."""
+        raise NotImplementedError
 
 
 @contextlib.contextmanager

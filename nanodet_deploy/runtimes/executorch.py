@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Runtime, load_quietly, native_output_silenced
+from .base import SingleImageRuntime, load_quietly, native_output_silenced
 
 METHOD = "forward"
 _POOL_LOCK = threading.Lock()
@@ -22,32 +22,27 @@ _POOL_LOCK = threading.Lock()
 IMPORT_WARNINGS = ("torchao", "torch.utils._pytree")
 
 
-class ExecuTorchRuntime(Runtime):
+class ExecuTorchRuntime(SingleImageRuntime):
     backend = "executorch"
 
     def __init__(self, program_path: str | Path, precision: str = "fp32", threads: int | None = None):
         with native_output_silenced(2, IMPORT_WARNINGS):
             from executorch.runtime import Runtime as ProgramLoader
         set_threads(threads)
+        super().__init__()
         self._method = load_quietly(lambda: ProgramLoader.get().load_program(Path(program_path)).load_method(METHOD),
                                     program_path, "ExecuTorch")
-        self._lock = threading.Lock()  # a loaded method holds one set of buffers: one call at a time
         self.precision = precision
 
     @classmethod
     def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "ExecuTorchRuntime":
         return cls(files["model"], precision=manifest.precision, threads=threads)
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:
+    def run_one(self, tensor: np.ndarray) -> np.ndarray:
         import torch
 
-        tensor = np.ascontiguousarray(tensor, np.float32)
-        outputs = []
-        with self._lock:
-            for image in tensor:  # the program was exported for batch 1
-                result = self._method.execute([torch.from_numpy(image[None].copy())])[0]
-                outputs.append(result.numpy().copy())  # the method's output buffer is reused by the next call
-        return np.concatenate(outputs, axis=0)
+        result = self._method.execute([torch.from_numpy(tensor.copy())])[0]
+        return result.numpy().copy()  # the method's output buffer is reused by the next call
 
 
 def set_threads(threads: int | None) -> None:

@@ -3,15 +3,14 @@ the thread count set explicitly."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 
-from .base import Runtime, load_quietly
+from .base import SingleImageRuntime, load_quietly
 
 
-class LiteRtRuntime(Runtime):
+class LiteRtRuntime(SingleImageRuntime):
     backend = "litert"
 
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None):
@@ -23,24 +22,19 @@ class LiteRtRuntime(Runtime):
             return interpreter
 
         # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr, and the verifier's reasons
+        super().__init__()
         self._interpreter = load_quietly(load, model_path, "LiteRT")
         (self._input,), (self._output,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        self._lock = threading.Lock()  # an interpreter holds one set of tensors: one call at a time
         self.precision = precision
 
     @classmethod
     def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "LiteRtRuntime":
         return cls(files["model"], precision=manifest.precision, threads=threads)
 
-    def run(self, tensor: np.ndarray) -> np.ndarray:
-        tensor = np.ascontiguousarray(tensor, np.float32)
-        outputs = []
-        with self._lock:
-            for image in tensor:  # the model was converted for batch 1
-                self._interpreter.set_tensor(self._input["index"], quantized(image[None], self._input))
-                self._interpreter.invoke()
-                outputs.append(dequantized(self._interpreter.get_tensor(self._output["index"]), self._output))
-        return np.concatenate(outputs, axis=0)
+    def run_one(self, tensor: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._input["index"], quantized(tensor, self._input))
+        self._interpreter.invoke()
+        return dequantized(self._interpreter.get_tensor(self._output["index"]), self._output)  # a copy
 
 
 # An INT8 model whose first convolution is quantized gets an int8 input tensor from the LiteRT converter (the
