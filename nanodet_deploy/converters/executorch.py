@@ -42,9 +42,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
     if precision == "int8":
         module, float_modules, tensors, conversion = pt2e.recipe_module(
             module, processing, directory, calib_paths, calib_method, keep_float, progress)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            module = pt2e.quantized_graph(module, example, xnnpack_quantizer(float_modules), tensors, progress)
+        module = pt2e.quantized_graph(module, example, xnnpack_quantizer(float_modules), tensors, progress)
         conversion["writer"] = ("PT2E (torchao) with XNNPACKQuantizer: int8 activations at conv inputs and outputs, "
                                 "int8 per-channel weights; the recipe's weights, biases and float set")
     steps = ("torch.export", "lowering to XNNPACK", "writing the program")

@@ -39,9 +39,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
         module, float_modules, tensors, conversion = pt2e.recipe_module(
             module, processing, directory, calib_paths, calib_method, keep_float, progress)
         quantizer = litert_quantizer(float_modules)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            module = pt2e.quantized_graph(module, example, quantizer, tensors, progress, fold_quantize=False)
+        module = pt2e.quantized_graph(module, example, quantizer, tensors, progress, fold_quantize=False)
         from litert_torch.quantize.quant_config import QuantConfig
 
         options["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)

@@ -21,7 +21,10 @@ but measured at 416 on val-dev that was worse on both: agreement ExecuTorch 0.82
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +96,16 @@ def quantized_graph(module, example, quantizer, tensors, progress=None, fold_qua
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    graph = torch.export.export(module, example).module()
-    prepared = prepare_pt2e(graph, quantizer)
-    advance = progress("INT8 observers (calibration images)", len(tensors)) if progress else None
-    with torch.no_grad():
-        for tensor in tensors:
-            prepared(torch.from_numpy(np.ascontiguousarray(tensor, np.float32)))
-            if advance:
-                advance()
-    quantized = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # torch.export's and torchao's deprecation notes, not the user's business
+        prepared = prepare_pt2e(torch.export.export(module, example).module(), quantizer)
+        advance = progress("INT8 observers (calibration images)", len(tensors)) if progress else None
+        with torch.no_grad():
+            for tensor in tensors:
+                prepared(torch.from_numpy(np.ascontiguousarray(tensor, np.float32)))
+                if advance:
+                    advance()
+        quantized = convert_pt2e(prepared, fold_quantize=fold_quantize)
     for part in quantized.modules():  # for inference (an exported graph module refuses .eval())
         part.training = False
     return quantized
