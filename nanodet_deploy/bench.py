@@ -22,9 +22,9 @@ MODES = ("latency", "throughput")
 
 
 def execution_verdict(cell, folder: Path, loaded, images, ann, progress=None):
-    """(accepted, note, parity report) of an FP32 artifact run in an execution mode (OpenVINO bf16): the gate on the same inputs
-    as the export's (val-dev with annotations where bench has them), held to the budgets of that execution —
-    the row's own verdict, not the FP32 export's (measured at 416: bf16 agreement 0.960 < 0.98)."""
+    """(accepted, note, parity report) of an FP32 artifact run in an execution mode (OpenVINO bf16): the gate on
+    the same inputs as the export's (val-dev with annotations where bench has them), held to the budgets of that
+    execution — the row's own verdict, not the FP32 export's (measured at 416: bf16 agreement 0.960 < 0.98)."""
     from .export import gate
     from .manifest import read_manifest
     from .runtimes.torch import TorchRuntime
