@@ -114,14 +114,14 @@ TARGETS = {t.name: t for t in (
     # the program runs on ExecuTorch's XNNPACK delegate
     Target("executorch", f"{_RUNTIMES}.executorch:ExecuTorchRuntime", "executorch", "executorch",
            converter=f"{_CONVERTERS}.executorch", export_packages=ONNX_EXPORT_PACKAGES,
-           precisions=("fp32", "int8"), options=frozenset({"calib_method", "keep_float"}), colour="tab:red",
+           precisions=("fp32", "fp16", "int8"), options=frozenset({"calib_method", "keep_float"}), colour="tab:red",
            description="ExecuTorch .pte, XNNPACK delegate",
            why_not=(("dynamic_batch", "the ExecuTorch program is exported for batch 1"),
                     ("opset", "torch.export reads the module, not ONNX"))),
     # litert_torch converts the module itself (INT8 as ExecuTorch's); the interpreter runs it on XNNPACK
     Target("litert", f"{_RUNTIMES}.litert:LiteRtRuntime", "ai_edge_litert", "litert",
            converter=f"{_CONVERTERS}.litert", export_packages=("litert_torch", *ONNX_EXPORT_PACKAGES),
-           aliases=("tflite",), precisions=("fp32", "int8"), options=frozenset({"calib_method", "keep_float"}),
+           aliases=("tflite",), precisions=("fp32", "fp16", "int8"), options=frozenset({"calib_method", "keep_float"}),
            colour="tab:olive", description="LiteRT (TensorFlow Lite) flatbuffer, XNNPACK delegate",
            why_not=(("dynamic_batch", "the LiteRT model is converted for batch 1"),
                     ("opset", "litert_torch reads the module, not ONNX"))),

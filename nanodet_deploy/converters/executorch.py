@@ -45,6 +45,9 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
         module = pt2e.quantized_graph(module, example, xnnpack_quantizer(float_modules), tensors, progress)
         conversion["writer"] = ("PT2E (torchao) with XNNPACKQuantizer: int8 activations at conv inputs and outputs, "
                                 "int8 per-channel weights; the recipe's weights, biases and float set")
+    if precision == "fp16":
+        module = half_precision(module)
+        conversion["writer"] = "the module in float16 (XNNPACK's fp16 kernels); float32 input and output"
     steps = ("torch.export", "lowering to XNNPACK", "writing the program")
     advance = progress("ExecuTorch: " + ", ".join(steps), len(steps)) if progress else (lambda: None)
     try:
@@ -63,6 +66,24 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
     return {"model": MODEL_FILE}, {**conversion, "exporter": "torch.export", "lowering": "to_edge_transform_and_lower",
                                    "partitioner": "XnnpackPartitioner", "xnnpack_blocks": delegated,
                                    "method": METHOD, "batch": 1}
+
+
+def half_precision(module):
+    """The model computed in float16 between a float32 input and output, so callers pass and get float32 (the
+    two casts stay outside XNNPACK's blocks, on ExecuTorch's portable kernels)."""
+    import copy
+
+    import torch
+
+    class HalfPrecision(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = copy.deepcopy(module).eval().half()
+
+        def forward(self, x):
+            return self.model(x.to(torch.float16)).to(torch.float32)
+
+    return HalfPrecision()
 
 
 def xnnpack_quantizer(float_modules):

@@ -55,8 +55,37 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
             edge_model.export(str(directory / MODEL_FILE))
     except Exception as e:  # the converter names the op it stopped at
         raise ExportError(f"LiteRT could not convert the model: {str(e).splitlines()[0] if str(e) else e!r}")
+    if precision == "fp16":
+        conversion = fp16_weights(directory / MODEL_FILE)
     advance()
     return {"model": MODEL_FILE}, {**conversion, "exporter": "litert_torch.convert", "batch": 1}
+
+
+FP16_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def fp16_weights(path: Path) -> dict:
+    """LiteRT's FP16 format, in place: every convolution's weights stored as float16 behind a DEQUANTIZE
+    (ai_edge_quantizer's weight-only float casting). XNNPACK widens them to float32 when it loads the model and
+    computes in float32. Measured at 416: 5.0 MB -> 2.7 MB, the same latency, and on the official weights
+    (released in FP16) outputs bit-identical to FP32; a self-trained checkpoint's weights round to fp16."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    cast = quantizer.Quantizer(str(path))
+    config = qtyping.OpQuantizationConfig(
+        weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+        compute_precision=qtyping.ComputePrecision.FLOAT)
+    for op in FP16_OPS:
+        cast.update_quantization_recipe(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                        algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING, op_config=config)
+    try:
+        result = cast.quantize(enable_progress_bar=False, enable_progress_report=False)  # tqdm bars, a summary
+        path.write_bytes(result.quantized_model)
+    except Exception as e:
+        raise ExportError(f"LiteRT: ai_edge_quantizer could not store the weights in fp16: "
+                          f"{str(e).splitlines()[0] if str(e) else e!r}")
+    return {"writer": "ai_edge_quantizer float casting: conv weights float16, computed in float32",
+            "fp16_ops": list(FP16_OPS)}
 
 
 def litert_quantizer(float_modules):

@@ -12,6 +12,7 @@ from .base import SingleImageRuntime, load_quietly
 
 class LiteRtRuntime(SingleImageRuntime):
     backend = "litert"
+    reads_stored_precision = True
 
     def __init__(self, model_path: str | Path, precision: str = "fp32", threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
@@ -25,7 +26,9 @@ class LiteRtRuntime(SingleImageRuntime):
         super().__init__()
         self._interpreter = load_quietly(load, model_path, "LiteRT")
         (self._input,), (self._output,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        self.precision = precision
+        self.stored_precision = stored_precision(self._interpreter.get_tensor_details())
+        # FP16 is the weights' storage: XNNPACK widens them when it loads the model and computes in float32
+        self.precision = "fp32" if precision == "fp16" else precision
 
     @classmethod
     def from_export(cls, files: dict[str, Path], manifest, threads: int | None = None) -> "LiteRtRuntime":
@@ -35,6 +38,12 @@ class LiteRtRuntime(SingleImageRuntime):
         self._interpreter.set_tensor(self._input["index"], quantized(tensor, self._input))
         self._interpreter.invoke()
         return dequantized(self._interpreter.get_tensor(self._output["index"]), self._output)  # a copy
+
+
+def stored_precision(tensors: list[dict]) -> str:
+    """What the model holds: int8 tensors (a quantized model), float16 weights (the FP16 format), else fp32."""
+    kinds = {np.dtype(t["dtype"]) for t in tensors}
+    return "int8" if np.dtype(np.int8) in kinds else "fp16" if np.dtype(np.float16) in kinds else "fp32"
 
 
 # An INT8 model whose first convolution is quantized gets an int8 input tensor from the LiteRT converter (the
