@@ -86,6 +86,8 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
     if precision == "int8" and calib is None:
         raise UsageError("--int8 needs calibration images: --calib DIR")
     calib_paths = calibration_images(calib, calib_images) if precision == "int8" else []
+    if verify_images is not None:
+        gate_inputs(verify_images, verify_ann)  # a missing or unreadable image set fails here, not after converting
     budgets = budgets or Budgets()
     out = Path(out)
     created = not out.exists()

@@ -45,11 +45,15 @@ def test_usage_errors_exit_2_on_one_line(tmp_path):
          "unknown backend 'tensorrt'"),
         (["eval", "--images", VAL_IMAGES, "--ann", tmp_path / "none.json", "--checkpoint", weights(416)],
          "none.json: cannot read"),
+        # checked before converting: the export's out folder is never made (asserted below)
+        (["export", "--to", "onnxruntime", "--checkpoint", weights(416), "--out", tmp_path / "out",
+          "--verify-images", VAL_IMAGES, "--verify-ann", tmp_path / "none.json"], "none.json: cannot read"),
     ]:
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         lines = error_lines(result)
         assert len(lines) == 1 and fragment in lines[0], (args, lines)
+    assert not (tmp_path / "out").exists()
     bad_size = run_cli("infer", VAL_IMAGES, "--checkpoint", weights(416), "--input-size", "abc")
     assert bad_size.returncode == 2 and "not W or W,H" in bad_size.stderr
 
