@@ -77,7 +77,23 @@ def summary_lines(document: dict) -> list[str]:
             f"median of {document['runs']} runs, interleaved; ratio to {' '.join(BASELINE)} of the same size and "
             "threads", format_table(rows, columns_of(rows)),
             *(f"{row['backend']} {row['precision']} {row['size']}: {row['note']}" for row in rows if row["note"]),
-            *int8_summary(rows, int8_hardware_note(document["machine"]))]
+            *int8_summary(rows, int8_hardware_note(document["machine"])), *fastest_accepted(rows)]
+
+
+def fastest_accepted(rows: list[dict]) -> list[str]:
+    """Per size and threads: the fastest configuration end to end among those that passed their gate, with its
+    ratio to the baseline and the time outside the model (preprocessing + decode/NMS)."""
+    lines = []
+    for key in dict.fromkeys((row["size"], row["threads"]) for row in rows):
+        passed = [row for row in rows if (row["size"], row["threads"]) == key and row["accepted"]]
+        if not passed:
+            continue
+        best = min(passed, key=lambda row: row["total_ms"])
+        ratio = f", {best['ratio']:.2f}x {' '.join(BASELINE)}" if best["ratio"] is not None else ""
+        lines.append(f"fastest that passes its gate, {key[0]} {key[1]} threads: {best['backend']} "
+                     f"{best['precision']}, {best['total_ms']:.2f} ms end to end{ratio} "
+                     f"(pre+post {best['pre_ms'] + best['post_ms']:.2f} ms)")
+    return lines
 
 
 def read(path: Path) -> dict:

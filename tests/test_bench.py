@@ -97,6 +97,12 @@ def test_bench_writes_table_json_plot_and_converts_once(tmp_path):
     assert str(cache) not in page and "http" not in page
     assert " ".join(line.split()) in " ".join(first.stdout.split())
     assert "onnxruntime" in first.stdout and "torch" in first.stdout
+    # the one accepted export is the fastest that passes its gate (the reference is no export: no verdict)
+    from nanodet_deploy.bench_results import fastest_accepted
+
+    (fastest,) = fastest_accepted(report["rows"])
+    assert fastest.startswith("fastest that passes its gate, 320x320 2 threads: onnxruntime fp32, ")
+    assert "1.00x onnxruntime fp32" in fastest and " ".join(fastest.split()) in " ".join(first.stdout.split())
 
     exported = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     assert any(p.name == "model.onnx" for p in exported)
