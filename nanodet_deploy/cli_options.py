@@ -140,9 +140,9 @@ EvalJsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the m
 ExportTo = Annotated[str, typer.Option("--to", help=f"Target: {target_list()}.")]
 ExportOut = Annotated[Path, typer.Option("--out", "-o", help="Export folder (artifact + nanodet.json + "
     "parity.json).")]
-ExportFp16 = Annotated[bool, typer.Option("--fp16", help="FP16 model, FP32 input/output: weights in float16; "
-                                                         "the gate's 'precision (ran)' says whether the runtime "
-                                                         "also computes in float16 (OpenVINO, LiteRT, MNN: float32 on x86).")]
+ExportFp16 = Annotated[bool, typer.Option("--fp16", help="FP16 model, FP32 input/output: weights in float16; the "
+    "gate's 'precision (ran)' says whether the runtime also computes in float16 (OpenVINO, LiteRT, MNN: float32 on "
+    "x86).")]
 ExportInt8 = Annotated[bool, typer.Option("--int8", help="Calibrated INT8 (needs --calib).")]
 ExportWeightInt8 = Annotated[bool, typer.Option(
     "--weight-int8", help="MNN: INT8 weights only (smaller file; activations stay float, not an INT8 model).")]
