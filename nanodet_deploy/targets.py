@@ -120,7 +120,8 @@ TARGETS = {t.name: t for t in (
                     ("opset", "torch.export reads the module, not ONNX"))),
     # litert_torch converts the module itself (INT8 as ExecuTorch's); the interpreter runs it on XNNPACK
     Target("litert", f"{_RUNTIMES}.litert:LiteRtRuntime", "ai_edge_litert", "litert",
-           converter=f"{_CONVERTERS}.litert", export_packages=("litert_torch", *ONNX_EXPORT_PACKAGES),
+           converter=f"{_CONVERTERS}.litert",
+           export_packages=("litert_torch", "ai_edge_quantizer", *ONNX_EXPORT_PACKAGES),
            aliases=("tflite",), precisions=("fp32", "fp16", "int8"), options=frozenset({"calib_method", "keep_float"}),
            colour="tab:olive", description="LiteRT (TensorFlow Lite) flatbuffer, XNNPACK delegate",
            why_not=(("dynamic_batch", "the LiteRT model is converted for batch 1"),
