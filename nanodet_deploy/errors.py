@@ -1,6 +1,13 @@
 """Errors a user can cause. Library code raises these; only cli.py turns them into one line + exit code."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception raised by a library we call (its message may run to a traceback or a
+    graph dump), or its type's name when it has no message: what a one-line error quotes."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 class NanodetDeployError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with: 2 for bad usage/input, 1 for failures."""
 

@@ -13,7 +13,7 @@ import io
 import warnings
 from pathlib import Path
 
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
 from . import pt2e
 from .calibration import float_layers_summary
@@ -60,7 +60,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
             advance()
             program = lowered.to_executorch()
     except Exception as e:  # torch.export / the lowering name the op they stopped at
-        raise ExportError(f"ExecuTorch could not convert the model: {str(e).splitlines()[0] if str(e) else e!r}")
+        raise ExportError(f"ExecuTorch could not convert the model: {first_line(e)}")
     (directory / MODEL_FILE).write_bytes(program.buffer)
     advance()
     return {"model": MODEL_FILE}, {**conversion, "exporter": "torch.export", "lowering": "to_edge_transform_and_lower",

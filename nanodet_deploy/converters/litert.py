@@ -14,7 +14,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
 from . import pt2e
 from .calibration import float_layers_summary
@@ -54,7 +54,7 @@ def convert(module, processing, directory: Path, precision: str = "fp32", calib_
             advance()
             edge_model.export(str(directory / MODEL_FILE))
     except Exception as e:  # the converter names the op it stopped at
-        raise ExportError(f"LiteRT could not convert the model: {str(e).splitlines()[0] if str(e) else e!r}")
+        raise ExportError(f"LiteRT could not convert the model: {first_line(e)}")
     if precision == "fp16":
         conversion = fp16_weights(directory / MODEL_FILE)
     advance()
@@ -82,8 +82,7 @@ def fp16_weights(path: Path) -> dict:
         result = cast.quantize(enable_progress_bar=False, enable_progress_report=False)  # tqdm bars, a summary
         path.write_bytes(result.quantized_model)
     except Exception as e:
-        raise ExportError(f"LiteRT: ai_edge_quantizer could not store the weights in fp16: "
-                          f"{str(e).splitlines()[0] if str(e) else e!r}")
+        raise ExportError(f"LiteRT: ai_edge_quantizer could not store the weights in fp16: {first_line(e)}")
     return {"writer": "ai_edge_quantizer float casting: conv weights float16, computed in float32",
             "fp16_ops": list(FP16_OPS)}
 

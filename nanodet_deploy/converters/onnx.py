@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import quantization
 from ..quantization import CALIBRATION_METHODS, DEFAULT_FLOAT_PARTS, DEFAULT_METHOD, FLOAT_PARTS  # noqa: F401 (the recipe as it is)
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from .calibration import float_layers_summary, shared_recipe
 
 DEFAULT_OPSET = 11
@@ -48,7 +48,7 @@ def export_onnx(module, input_size: tuple[int, int], path: Path, opset: int = DE
         info["simplified"] = True
     except Exception as e:  # keep the traced model: it is correct, only larger
         info["simplified"] = False
-        info["simplify_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        info["simplify_error"] = first_line(e)
     info["nodes"] = len(model.graph.node)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))

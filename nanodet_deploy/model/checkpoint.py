@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 TRAINING_ONLY_PREFIXES = ("aux_fpn.", "aux_head.")
 # BatchNorm's step counter is not a weight: tolerate state dicts saved without it.
@@ -40,11 +40,11 @@ def read_checkpoint(path: str | Path, unsafe: bool = False) -> dict:
                 f"it can run code; if you trust the file, pass --unsafe-load") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
     except (ImportError, AttributeError) as e:  # --unsafe-load: a pickled class whose code is not importable
-        raise CheckpointError(f"{path}: cannot unpickle it: {_first_line(e)} (the Python code the file "
+        raise CheckpointError(f"{path}: cannot unpickle it: {first_line(e)} (the Python code the file "
                               f"refers to is not installed)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         reason = "file is truncated" if isinstance(e, EOFError) or "central directory" in str(e) \
-            else _first_line(e)
+            else first_line(e)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
@@ -113,8 +113,3 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or Inf values ({_listed(bad)})")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

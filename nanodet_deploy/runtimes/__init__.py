@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ArtifactError, NanodetDeployError, UsageError
+from ..errors import ArtifactError, NanodetDeployError, UsageError, first_line
 from ..manifest import pinned_files
 from ..targets import BACKENDS, REFERENCE, get_backend
 from .base import Runtime
@@ -36,7 +36,7 @@ def open_export(directory, manifest, threads: int | None = None, **options):
             raise
         except Exception as e:  # each backend has its own exception types for a file it cannot parse
             raise ArtifactError(f"{model_file}: {manifest.backend} cannot load it "
-                                f"({_named(_first_line(e), files, directory, manifest)})") from None
+                                f"({_named(first_line(e)[:200], files, directory, manifest)})") from None
     if runtime.input_format != manifest.input_format:
         raise ArtifactError(f"{model_file}: it takes {runtime.input_format} input, nanodet.json says "
                             f"{manifest.input_format}")
@@ -58,11 +58,6 @@ def _named(message: str, files: dict, directory, manifest) -> str:
     return message
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
-
-
 def check_against_manifest(runtime, manifest, directory) -> None:
     """One inference on zeros: the artifact must take the manifest's input size and give the output its
     class count, strides and reg_max imply. A manifest from another export would otherwise give wrong boxes
@@ -81,7 +76,7 @@ def check_against_manifest(runtime, manifest, directory) -> None:
         output = runtime.run(zeros)
     except Exception as e:  # each backend has its own exception types for a shape it does not take
         raise ManifestError(f"{directory}: the model does not run on the manifest's {width}x{height} input "
-                            f"({_first_line(e)}); nanodet.json does not belong to this model") from None
+                            f"({first_line(e)[:200]}); nanodet.json does not belong to this model") from None
     expected = (1, cfg.num_points, cfg.output_channels)
     if tuple(output.shape) != expected:
         raise ManifestError(f"{directory}: the model outputs {tuple(output.shape)}, nanodet.json describes "

@@ -97,12 +97,11 @@ def load_quietly(load, path, library: str):
     """``load()`` with the library's C++ messages (fd 2) off the console. A library that explains a bad file only
     on stderr (ExecuTorch's loader, LiteRT's flatbuffer verifier) still gets its reason into the one-line error:
     ArtifactError naming ``path`` with the library's last message."""
-    from ..errors import ArtifactError
+    from ..errors import ArtifactError, first_line
 
     with native_output_silenced(2) as said:
         try:
             return load()
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            reason = next((line.split("] ", 1)[-1] for line in reversed(said()) if line.strip()), first)
+            reason = next((line.split("] ", 1)[-1] for line in reversed(said()) if line.strip()), first_line(e))
             raise ArtifactError(f"{path}: {library} cannot load it ({reason})") from None
