@@ -53,8 +53,9 @@ core = Extension(
     include_dirs=["android_demo/core"],
     language="c++",
     # -ffp-contract=off: the warp reproduces OpenCV's float32 kernel bit for bit only with the fused
-    # multiply-adds it writes explicitly (std::fma) and no others, as android_demo/core/CMakeLists.txt builds it
-    extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off"],
+    # multiply-adds it writes explicitly (std::fma) and no others, as android_demo/core/CMakeLists.txt builds it;
+    # -fno-trapping-math: loops with comparisons vectorise (decode's exp), with the same results
+    extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off", "-fno-trapping-math"],
     optional=True,
 )
 

@@ -7,15 +7,17 @@ no torch). It follows the official NanoDet val pipeline and post-process exactly
   do not depend on the installed OpenCV, which only decodes images and videos and draws;
 - normalise BGR with mean/std; CHW float32;
 - decode: softmax over reg_max+1 bins, integral, distances x stride from centre priors at (x*s, y*s), boxes
-  clamped to the network input (W, H);
+  clamped to the network input (W, H); its exp is the C++ core's (``exp_nonpositive``), so both decoders give the
+  same bits;
 - every (point, class) with score > score_thr is a candidate (multi-label), per-class NMS suppressing when
   IoU > iou_thr (no "+1" in areas, float32 like torchvision's), the max_dets best kept;
 - boxes mapped back through the inverse warp matrix and clipped to the original image.
 
 The warp, the normalisation and everything after inference also exist in C++ (android_demo/core, the Android
 app's code): when the install built it (nanodet_deploy.native), ``warp``, ``normalise`` and ``postprocess`` run
-it — the same numbers, faster (benchmarks/preprocess.py; decode+NMS ~5x: 0.50-0.63 vs 2.5-3.4 ms per val-dev
-image at 416) — and the numpy versions below stay the reference implementation.
+it — the same numbers, faster (benchmarks/preprocess.py; benchmarks/decode_nms.py: decode+NMS 0.95 vs 2.23 ms
+median per val-dev image at 416 right after inference, 2-core Xeon) — and the numpy versions below stay the
+reference implementation.
 """
 
 from __future__ import annotations
@@ -276,13 +278,37 @@ def center_priors(input_size: tuple[int, int], strides: tuple[int, ...]) -> np.n
     return priors
 
 
+def exp_nonpositive(x: np.ndarray) -> np.ndarray:
+    """exp of float32 values <= 0, as the C++ core computes it (nanodet_core.cpp's ``exp_nonpositive``, Cephes'
+    expf: within 1 ulp of the correctly rounded exp on every float in [-87, 0]), operation for operation in
+    float32, so both decoders give the same bits: numpy's and glibc's exp differ in the last bit, which moved a
+    box by one float32 step."""
+    f = np.float32
+    x = np.maximum(np.asarray(x, np.float32), f(-87))
+    shifter = f(12582912)  # 1.5 * 2^23: adding it rounds to a whole number (half to even)
+    t = x * f(1.44269504) + shifter
+    n = t - shifter
+    r = (x - n * f(0.693359375)) - n * f(-2.12194440e-4)
+    p = np.full_like(r, f(1.9875691500e-4))
+    for coefficient in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        p = p * r + f(coefficient)
+    y = p * (r * r) + r + f(1)
+    n_bits = (t.view(np.int32) - np.int32(0x4B400000)) << 23  # n sits in t's low mantissa bits
+    return (y.view(np.int32) + n_bits).view(np.float32)  # y * 2^n
+
+
 def decode_boxes(reg_logits: np.ndarray, priors: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Distance logits [P, 4*(R+1)] at priors [P, 3] -> boxes [P, 4] x1y1x2y2 clamped to the input (W, H)."""
+    """Distance logits [P, 4*(R+1)] at priors [P, 3] -> boxes [P, 4] x1y1x2y2 clamped to the input (W, H).
+
+    The C++ core's arithmetic step for step (float32, the bins summed in order), so the boxes are the same bits."""
     bins = reg_logits.shape[1] // 4
     logits = reg_logits.reshape(-1, 4, bins).astype(np.float32, copy=False)
-    exp = np.exp(logits - logits.max(axis=2, keepdims=True))
-    distances = (exp @ np.arange(bins, dtype=np.float32)) / exp.sum(axis=2)
-    distances *= priors[:, 2:3]
+    exp = exp_nonpositive(logits - logits.max(axis=2, keepdims=True))
+    total, weighted = exp[:, :, 0].copy(), np.zeros(exp.shape[:2], np.float32)
+    for i in range(1, bins):
+        total += exp[:, :, i]
+        weighted += exp[:, :, i] * np.float32(i)
+    distances = weighted / total * priors[:, 2:3]
     x, y = priors[:, 0], priors[:, 1]
     w, h = input_size
     return np.stack([np.clip(x - distances[:, 0], 0, w), np.clip(y - distances[:, 1], 0, h),
@@ -394,19 +420,14 @@ MAX_IMAGE_SIDE = 1 << 24
 def checked_postprocess_inputs(raw, matrix, image_size, cfg: ProcessingConfig):
     """(raw as C-contiguous float32, matrix as float64 3x3, image_size as two Python ints): what both
     post-processing paths get, checked once here so that the native and the numpy one cannot behave differently
-    on bad input. ValueError for a wrong shape, type or value; ModelOutputError for NaN / Inf in the output (a
-    broken model must not look like a working one: natively NaN distances became inverted boxes, in numpy NaN
-    boxes)."""
+    on bad input: ValueError for a wrong shape, type or value. NaN / Inf in the output are each path's last check
+    (``refuse_non_finite``): the native one counts them in its pass over the output."""
     raw = np.asarray(raw)
     if raw.dtype.kind != "f":
         raise ValueError(f"raw output of dtype {raw.dtype}, expected floating point")
     check_raw(raw, cfg)
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: refused below
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: refused as non-finite
         raw = np.ascontiguousarray(raw, np.float32)
-    finite = np.isfinite(raw)  # ~40 us at 416 (3,598 x 112 values)
-    if not finite.all():
-        raise ModelOutputError(f"the model produced NaN/Inf ({raw.size - int(finite.sum())} of {raw.size} output "
-                               f"values)")
     matrix = np.asarray(matrix)
     if matrix.shape != (3, 3) or matrix.dtype.kind not in "fiu":
         raise ValueError(f"warp matrix of shape {matrix.shape} and dtype {matrix.dtype}, expected 3 x 3 numbers")
@@ -417,6 +438,13 @@ def checked_postprocess_inputs(raw, matrix, image_size, cfg: ProcessingConfig):
                                          and 1 <= v <= MAX_IMAGE_SIDE for v in image_size)):
         raise ValueError(f"image size {tuple(image_size)!r}: two whole numbers from 1 to {MAX_IMAGE_SIDE} expected")
     return raw, matrix, (int(image_size[0]), int(image_size[1]))
+
+
+def refuse_non_finite(count: int, raw: np.ndarray) -> None:
+    """ModelOutputError when ``count`` values of the raw output are NaN / Inf: a broken model must not look like a
+    working one (natively NaN distances became inverted boxes, in numpy NaN boxes)."""
+    if count:
+        raise ModelOutputError(f"the model produced NaN/Inf ({count} of {raw.size} output values)")
 
 
 def _determinant(m: np.ndarray) -> float:
@@ -433,7 +461,8 @@ def postprocess(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int]
     the same detections either way (tests/test_native.py), and the same errors (``checked_postprocess_inputs``)."""
     raw, matrix, image_size = checked_postprocess_inputs(raw, matrix, image_size, cfg)
     if native.available():
-        boxes, scores, labels = native.postprocess(raw, matrix, image_size, cfg)
+        boxes, scores, labels, non_finite = native.postprocess(raw, matrix, image_size, cfg)
+        refuse_non_finite(non_finite, raw)
         return Detections(boxes, scores, labels, image_size=image_size)
     return _postprocess_numpy(raw, matrix, image_size, cfg)
 
@@ -446,6 +475,7 @@ def postprocess_numpy(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int
 
 def _postprocess_numpy(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int],
                        cfg: ProcessingConfig) -> Detections:
+    refuse_non_finite(raw.size - int(np.isfinite(raw).sum()), raw)  # ~50 us at 416 (3,598 x 112 values)
     c = cfg.num_classes
     points, labels, scores = candidates(raw[:, :c], cfg.score_thr)
     # decode only the points holding a candidate (points come sorted: unique them without a sort)

@@ -81,6 +81,25 @@ def test_native_core_equals_python_on_the_stock_model(core_cli, built, tmp_path)
     assert assert_same_boxes(core_cli, tmp_path, detector, IMAGES) > 5000
 
 
+def test_the_app_core_refuses_an_output_with_nan_or_inf(core_cli, tmp_path):
+    """A NaN or Inf anywhere in the raw output (here one distance logit of a point holding no candidate) is counted
+    in the core's pass over the output: no detections, an error naming the count, as Python's ModelOutputError."""
+    processing = processing_config(get_preset("nanodet-plus-m_416"))
+    rng = np.random.default_rng(0)
+    raw = np.concatenate([rng.random((processing.num_points, 80), np.float32) ** 8,
+                          rng.normal(0, 2, (processing.num_points, 32)).astype(np.float32)], axis=1)
+    raw[7, :80] = 0.01  # point 7 holds no candidate: its distances are never decoded
+    assert len(native_detections(core_cli, tmp_path, processing, raw, (640, 480))[0]) > 0
+    for poison in (np.nan, np.inf, -np.inf):
+        poisoned = raw.copy()
+        poisoned[7, 100] = poison
+        poisoned.tofile(tmp_path / "raw.f32")
+        result = subprocess.run([str(core_cli), "postprocess", str(tmp_path / "config.txt"), str(tmp_path / "raw.f32"),
+                                 "640", "480"], capture_output=True, text=True)
+        assert (result.returncode, result.stdout) == (1, ""), result
+        assert result.stderr.strip().endswith("the model produced NaN/Inf (1 values)"), result.stderr
+
+
 def test_native_core_equals_python_on_a_custom_three_class_non_square_export(core_cli, tmp_path):
     """A self-trained-like 3-class 320x192 letterboxed model with random weights, exported to ncnn. Random
     weights put every score near the head's prior (~0.01), so the score threshold is lowered to 0.005 for

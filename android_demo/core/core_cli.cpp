@@ -162,9 +162,14 @@ int main(int argc, char** argv) {
             return 1;
         }
         const auto matrix = nanodet::resize_matrix(width, height, config);
+        size_t non_finite = 0;
         for (const auto& d : nanodet::postprocess(reinterpret_cast<const float*>(data.data()), matrix, width,
-                                                  height, config))
+                                                  height, config, &non_finite))
             std::printf("%d %.9g %.9g %.9g %.9g %.9g\n", d.label, d.score, d.x1, d.y1, d.x2, d.y2);
+        if (non_finite) {
+            std::cerr << argv[3] << ": the model produced NaN/Inf (" << non_finite << " values)\n";
+            return 1;
+        }
         return 0;
     }
     if (mode == "preprocess" && argc == 7) {

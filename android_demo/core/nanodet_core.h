@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -75,8 +76,9 @@ void normalisation(const ModelConfig& config, float* mean, float* inv_std);
 void normalise(const uint8_t* bgr, int width, int height, const ModelConfig& config, float* tensor);
 
 // Raw output [num_points, channels] (class scores after sigmoid, then distance logits) -> detections in
-// original-image pixels, best first.
+// original-image pixels, best first. *non_finite gets the number of NaN / Inf values in raw; when there are
+// any, nothing is detected: a broken model must not look like a working one.
 std::vector<Detection> postprocess(const float* raw, const Matrix3& matrix, int image_width, int image_height,
-                                   const ModelConfig& config);
+                                   const ModelConfig& config, size_t* non_finite);
 
 }  // namespace nanodet

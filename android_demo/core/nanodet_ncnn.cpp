@@ -129,7 +129,12 @@ std::vector<Detection> NcnnDetector::detect(const uint8_t* bgr, int width, int h
     }
     const float* values = static_cast<const float*>(output.data);
     if (raw) raw->assign(values, values + size_t(output.w) * output.h);
-    return postprocess(values, matrix, width, height, config);
+    size_t non_finite = 0;
+    std::vector<Detection> detections = postprocess(values, matrix, width, height, config, &non_finite);
+    if (non_finite)
+        *error = "the model produced NaN/Inf (" + std::to_string(non_finite) + " of " +
+                 std::to_string(size_t(output.w) * output.h) + " output values)";
+    return detections;
 }
 
 std::string NcnnDetector::running_precision() const {

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 _HERE = Path(__file__).resolve().parent
+# core_capi.cpp's nd_interface_version: a library built from other sources is not used (numpy runs)
+INTERFACE_VERSION = 2
 
 
 class Config(ctypes.Structure):
@@ -42,8 +44,10 @@ def _library():
         if path.is_file():
             try:
                 library = ctypes.CDLL(str(path))
-                library.nd_warp  # a library built from older sources (no warp) is not used either
-            except (OSError, AttributeError):  # built for another interpreter or machine: numpy runs
+                library.nd_interface_version.restype = ctypes.c_int
+                if library.nd_interface_version() != INTERFACE_VERSION:
+                    return None
+            except (OSError, AttributeError):  # built for another interpreter or machine, or older sources
                 return None
             library.nd_warp_kernels.restype = ctypes.c_char_p
             library.nd_warp_kernels.argtypes = []
@@ -62,7 +66,7 @@ def _library():
             library.nd_postprocess.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_double),
                                                ctypes.c_int, ctypes.c_int, ctypes.POINTER(Config),
                                                ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float),
-                                               ctypes.POINTER(ctypes.c_int64)]
+                                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]
             return library
     return None
 
@@ -127,16 +131,20 @@ def normalise(warped: np.ndarray, cfg) -> np.ndarray:
 
 
 def postprocess(raw: np.ndarray, matrix: np.ndarray, image_size: tuple[int, int], cfg):
-    """Raw output [N, C + 4*(R+1)] (float32, C-contiguous) -> (boxes [K, 4], scores [K], labels [K])."""
+    """Raw output [N, C + 4*(R+1)] (float32, C-contiguous) -> (boxes [K, 4], scores [K], labels [K], the number of
+    NaN / Inf values in raw). There are no detections when that number is not 0."""
+    if raw.dtype != np.float32 or not raw.flags.c_contiguous:  # C reads the memory as such
+        raise ValueError(f"raw output of dtype {raw.dtype}, expected C-contiguous float32")
     config, _ = _config(cfg)
     boxes = np.empty((cfg.max_dets, 4), np.float32)
     scores = np.empty(cfg.max_dets, np.float32)
     labels = np.empty(cfg.max_dets, np.int64)
+    non_finite = ctypes.c_int64(0)
     matrix = np.ascontiguousarray(matrix, np.float64)
     count = _library().nd_postprocess(_pointer(raw, ctypes.c_float), _pointer(matrix, ctypes.c_double),
                                       image_size[0], image_size[1], ctypes.byref(config),
                                       _pointer(boxes, ctypes.c_float), _pointer(scores, ctypes.c_float),
-                                      _pointer(labels, ctypes.c_int64))
+                                      _pointer(labels, ctypes.c_int64), ctypes.byref(non_finite))
     if count < 0:
         raise MemoryError("native postprocess failed")
-    return boxes[:count], scores[:count], labels[:count]
+    return boxes[:count], scores[:count], labels[:count], non_finite.value

@@ -44,6 +44,10 @@ nanodet::ModelConfig to_model_config(const nd_config& c) {
 
 extern "C" {
 
+// The interface's version: nanodet_deploy.native uses a library only if it matches (2: nd_postprocess counts
+// NaN / Inf; an older library's nd_postprocess would ignore the pointer and let a broken output through).
+int nd_interface_version() { return 2; }
+
 // "avx2+fma" or "baseline": the warp loops this CPU runs.
 const char* nd_warp_kernels() { return nanodet::warp_kernels_name(); }
 
@@ -80,14 +84,17 @@ void nd_normalise(const uint8_t* bgr, const nd_config* c, float* tensor_out) {
 }
 
 // Raw output [num_points, channels] -> at most max_detections detections, best first, in original-image
-// pixels: boxes_out [K, 4], scores_out [K], labels_out [K]. Returns K, or -1 if C++ threw.
+// pixels: boxes_out [K, 4], scores_out [K], labels_out [K]; the number of NaN / Inf values in raw
+// (non_finite_out; no detections when there are any). Returns K, or -1 if C++ threw.
 int nd_postprocess(const float* raw, const double* matrix, int image_width, int image_height, const nd_config* c,
-                   float* boxes_out, float* scores_out, int64_t* labels_out) {
+                   float* boxes_out, float* scores_out, int64_t* labels_out, int64_t* non_finite_out) {
     try {
         nanodet::Matrix3 m;
         std::copy(matrix, matrix + 9, m.begin());
+        size_t non_finite = 0;
         const std::vector<nanodet::Detection> detections =
-            nanodet::postprocess(raw, m, image_width, image_height, to_model_config(*c));
+            nanodet::postprocess(raw, m, image_width, image_height, to_model_config(*c), &non_finite);
+        *non_finite_out = int64_t(non_finite);
         const int count = std::min<int>(int(detections.size()), c->max_detections);
         for (int i = 0; i < count; ++i) {
             const nanodet::Detection& d = detections[i];
