@@ -32,6 +32,8 @@ def test_fp32_reproduces_pytorch_and_the_official_detections(built, name, tmp_pa
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     assert manifest["backend"] == name and manifest["precision"] == "fp32"
     assert manifest["conversion"]["target"] == name and set(TARGETS[name].packages) <= set(manifest["versions"])
+    # ExecuTorch: split rewritten as slices, the whole graph one XNNPACK block (15 with split left outside)
+    assert manifest["conversion"].get("xnnpack_blocks", 1) == 1
     # where the format has room for it, the model carries the manifest, without its own checksum (it would change)
     embedded = TARGETS[name].converter_module().embedded_manifest(folder / manifest["files"]["model"])
     assert embedded is None or json.loads(embedded) == {**manifest, "checksums": {}}
