@@ -44,6 +44,40 @@ def val_images(count: int = 20):
     return [read_image(path) for path in calibration_images(VAL_IMAGES, count)]
 
 
+def profile_parser(description: str):
+    """The options of the per-op profiles (mnn_ops.py, openvino_ops.py): --size, --threads, --runs, --work."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=416, choices=(320, 416))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work")
+    return parser
+
+
+def profile_fp32_and_int8(target: str, make_profile, size: int, threads: int, runs: int, work: Path) -> dict:
+    """{"fp32": profile, "int8": profile}: ``make_profile(export folder, threads)`` for the FP32 and INT8 exports
+    of ``target``, each warmed up on 3 val-dev tensors, then run ``runs`` times by turns (a profile has ``run(tensor)``
+    and ``reset()``)."""
+    from nanodet_deploy.processing import preprocess
+
+    profiles, processing = {}, None
+    for precision in ("fp32", "int8"):
+        folder = ensure_export(work, target, size, precision, threads)
+        processing = read_manifest(folder).processing_config()
+        profiles[precision] = make_profile(folder, threads)
+    tensors = [preprocess(image, processing)[0] for image in val_images()]
+    for profile in profiles.values():  # warm-up
+        for tensor in tensors[:3]:
+            profile.run(tensor)
+        profile.reset()
+    for i in range(runs):
+        for profile in profiles.values():
+            profile.run(tensors[i % len(tensors)])
+    return profiles
+
+
 def run_configs(configs, sizes, threads: int, runs: int, work: Path, baseline: str) -> dict:
     """Time every (name, target, precision, runtime options) config interleaved, one run per size; print a
     table with ratios to ``baseline`` and return the rows by size."""

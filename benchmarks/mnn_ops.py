@@ -11,7 +11,6 @@ Each figure is the median over runs of the time one run spends in that op type.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,8 +18,7 @@ from statistics import median
 
 import numpy as np
 
-from _exports import ensure_export, val_images
-from nanodet_deploy.manifest import read_manifest
+from _exports import profile_fp32_and_int8, profile_parser
 
 
 class OpProfile:
@@ -64,29 +62,10 @@ class OpProfile:
 
 
 def main():
-    from nanodet_deploy.processing import preprocess
+    args = profile_parser(__doc__).parse_args()
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=416, choices=(320, 416))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work")
-    args = parser.parse_args()
-
-    profiles, processing = {}, None
-    for precision in ("fp32", "int8"):
-        folder = ensure_export(args.work, "mnn", args.size, precision, args.threads)
-        processing = read_manifest(folder).processing_config()
-        profiles[precision] = OpProfile(folder / "model.mnn", args.threads)
-    tensors = [preprocess(image, processing)[0] for image in val_images()]
-    for profile in profiles.values():  # warm-up
-        for tensor in tensors[:3]:
-            profile.run(tensor)
-        profile.reset()
-    for i in range(args.runs):
-        for profile in profiles.values():
-            profile.run(tensors[i % len(tensors)])
-
+    profiles = profile_fp32_and_int8("mnn", lambda folder, threads: OpProfile(folder / "model.mnn", threads),
+                                     args.size, args.threads, args.runs, args.work)
     fp32, int8 = profiles["fp32"], profiles["int8"]
     print(f"MNN {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved; "
           f"median total with callbacks: FP32 {1e3 * median(fp32.totals):.2f} ms, "
