@@ -13,6 +13,7 @@ many such nodes run. The profiler costs time of its own, so compare rows, not to
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,7 @@ class NodeProfile:
         """(per timed run: op type -> seconds, op type -> nodes per run), from the trace ``end_profiling`` writes:
         a node belongs to the run (``model_run`` event) whose time span holds it."""
         trace = json.loads(Path(self.session.end_profiling()).read_text())
+        shutil.rmtree(self.folder, ignore_errors=True)  # the trace was only for this
         spans = [(e["ts"], e["ts"] + e["dur"]) for e in trace if e.get("cat") == "Session" and e["name"] == "model_run"]
         spans = sorted(spans)[self.warm_up:]
         runs = [Counter() for _ in spans]
