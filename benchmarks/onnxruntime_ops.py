@@ -5,7 +5,7 @@
 
 Exports the shared nanodet-plus-m weights to ONNX Runtime FP32 and INT8 into --work once (INT8 calibrated on
 calib-train, the toolkit's default recipe), opens both as runtimes/onnxruntime.py does (--threads, full graph
-optimisation) with ONNX Runtime's profiler on, and runs them by turns on real val-dev input tensors. Per op type of
+optimisation but the optimizers it turns off; --all-optimizers: those too) with ONNX Runtime's profiler on, and runs them by turns on real val-dev input tensors. Per op type of
 the optimised graph, the median over runs of the time one run spends there (the profiler's node events), and how
 many such nodes run. The profiler costs time of its own, so compare rows, not totals.
 """
@@ -21,12 +21,13 @@ from statistics import median
 
 from _exports import profile_fp32_and_int8, profile_parser
 from nanodet_deploy.manifest import read_manifest
+from nanodet_deploy.runtimes.onnxruntime import DISABLED_OPTIMIZERS
 
 
 class NodeProfile:
     """One ONNX Runtime session and the time it spends per op type, read from its profiler's trace."""
 
-    def __init__(self, folder: Path, threads: int):
+    def __init__(self, folder: Path, threads: int, runtime_optimizers: bool = True):
         import onnxruntime as ort
 
         self.folder = Path(tempfile.mkdtemp(prefix="ort-profile-"))
@@ -35,8 +36,10 @@ class NodeProfile:
         options.enable_profiling = True
         options.profile_file_prefix = str(self.folder / "trace")
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model = folder / read_manifest(folder).files["model"]
-        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=DISABLED_OPTIMIZERS if runtime_optimizers else [])
         self.input = self.session.get_inputs()[0].name
         self.calls = self.warm_up = 0
 
@@ -69,8 +72,11 @@ class NodeProfile:
 def main():
     parser = profile_parser(__doc__)
     parser.add_argument("--json", type=Path, help="Also write the table here.")
+    parser.add_argument("--all-optimizers", action="store_true",
+                        help="Every ONNX Runtime graph optimizer, also those runtimes/onnxruntime.py turns off.")
     args = parser.parse_args()
-    profiles = profile_fp32_and_int8("onnxruntime", NodeProfile, args.size, args.threads, args.runs, args.work)
+    profiles = profile_fp32_and_int8("onnxruntime", lambda folder, threads: NodeProfile(
+        folder, threads, runtime_optimizers=not args.all_optimizers), args.size, args.threads, args.runs, args.work)
     (fp32_runs, fp32_nodes), (int8_runs, int8_nodes) = (profiles[p].per_run() for p in ("fp32", "int8"))
 
     def ms(runs, op) -> float:
