@@ -5,9 +5,10 @@
 
 Exports the shared nanodet-plus-m weights to ONNX Runtime FP32 and INT8 into --work once (INT8 calibrated on
 calib-train, the toolkit's default recipe), opens both as runtimes/onnxruntime.py does (--threads, full graph
-optimisation but the optimizers it turns off; --all-optimizers: those too) with ONNX Runtime's profiler on, and
-runs them by turns on real val-dev input tensors. Per op type of the optimised graph, the median over runs of the time one run spends there (the profiler's node events), and how
-many such nodes run. The profiler costs time of its own, so compare rows, not totals.
+optimisation but the optimizers it turns off; --all-optimizers: those too) with ONNX Runtime's profiler on, and runs
+them by turns on real val-dev input tensors. Per op type of the optimised graph, the median over runs of the time
+one run spends there (the profiler's node events), and how many such nodes run. The profiler costs time of its own,
+so compare rows, not totals.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from .base import Runtime
 
 # QDQ propagation moves a QuantizeLinear up through the max-pool after the stem, so the pool runs on uint8 in NCHW:
 # ONNX Runtime's profiler put that one node at 2.6 ms against 0.35 ms in float (benchmarks/onnxruntime_ops.py
-# --all-optimizers, a 2-core Xeon). Without the move the INT8 model's outputs are the same to the bit (a max
-# commutes with quantizing; measured on the 79 val-dev and 600 fidelity images: max |difference| 0) and it runs
-# 14.64 instead of 17.67 ms per 416 image (FP32: 14.94; medians of 55 runs taking turns). FP32 and FP16 models hold no QuantizeLinear:
-# nothing changes for them.
+# --all-optimizers, a 2-core Xeon). Without the move the INT8 model's outputs are the same to the bit (a max commutes
+# with quantizing; measured on the 79 val-dev and 600 fidelity images: max |difference| 0) and it runs 14.64 instead
+# of 17.67 ms per 416 image (FP32: 14.94; medians of 55 runs taking turns). FP32 and FP16 models hold no
+# QuantizeLinear: nothing changes for them.
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
