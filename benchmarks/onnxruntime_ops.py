@@ -22,7 +22,7 @@ from statistics import median
 
 from _exports import profile_fp32_and_int8, profile_parser
 from nanodet_deploy.manifest import read_manifest
-from nanodet_deploy.runtimes.onnxruntime import DISABLED_OPTIMIZERS
+from nanodet_deploy.runtimes.onnxruntime import DISABLED_OPTIMIZERS, session_options
 
 
 class NodeProfile:
@@ -32,12 +32,9 @@ class NodeProfile:
         import onnxruntime as ort
 
         self.folder = Path(tempfile.mkdtemp(prefix="ort-profile-"))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options = session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(self.folder / "trace")
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model = folder / read_manifest(folder).files["model"]
         self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"],
                                             disabled_optimizers=DISABLED_OPTIMIZERS if runtime_optimizers else [])

@@ -19,22 +19,28 @@ from .base import Runtime
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """The options every session of an export is opened with (also benchmarks/onnxruntime_ops.py's, which adds
+    profiling); open it with ``disabled_optimizers=DISABLED_OPTIMIZERS``."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime picks (one per physical core)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: the FP16 model's cast warnings are expected
+    # Idle intra-op threads spin by default and steal the core from everything else (preprocessing, other
+    # sessions). Measured at 416 on 2 cores, FP32 median: 28.8 ms spinning vs 22.7 ms not, alone; with
+    # FP32/FP16/INT8 sessions taking turns, 56.3 vs 25.5 ms.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntime(Runtime):
     backend = "onnxruntime"
     reads_stored_precision = True
 
     def __init__(self, model_path: str | Path | bytes, precision: str = "fp32", threads: int | None = None):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime picks (one per physical core)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: the FP16 model's cast warnings are expected
-        # Idle intra-op threads spin by default and steal the core from everything else (preprocessing, other
-        # sessions). Measured at 416 on 2 cores, FP32 median: 28.8 ms spinning vs 22.7 ms not, alone; with
-        # FP32/FP16/INT8 sessions taking turns, 56.3 vs 25.5 ms.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model_path if isinstance(model_path, bytes) else str(model_path)
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
+        self.session = ort.InferenceSession(source, session_options(threads), providers=["CPUExecutionProvider"],
                                             disabled_optimizers=DISABLED_OPTIMIZERS)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
