@@ -74,6 +74,22 @@ def test_int8_is_the_recipe_or_nncf_within_one_map_point(built, size, method):
         assert report["agreement"] >= 0.85
 
 
+def test_int8_ir_has_no_more_reshapes_than_fp32(built, fp32_416):
+    """The recipe's QDQ model gives per-channel dequantizations that ``convert_model`` reshapes (158 Reshapes at 416
+    against FP32's 6); the converter moves them onto the constants. Measured: the same outputs to the bit, compile
+    0.65 -> 0.44 s."""
+    import collections
+
+    import openvino as ov
+
+    def counts(folder):
+        model = ov.Core().read_model(str(folder / "model.xml"))
+        return collections.Counter(op.get_type_name() for op in model.get_ops())
+
+    int8 = counts(built("openvino", 416, *INT8)[0])
+    assert int8["Reshape"] <= counts(fp32_416)["Reshape"] and int8["FakeQuantize"] > 0
+
+
 def test_infer_precision_is_refused_for_other_backends(tmp_path):
     result = run_cli("export", "--to", "onnxruntime", "--checkpoint", weights(320), "--out", tmp_path / "o",
                      "--infer-precision", "bf16")
