@@ -6,6 +6,10 @@ max |error|, each figure that varies by image with its 90 % bootstrap interval o
 resamples for every backend). PyTorch runs once per image; every backend sees the same input tensor.
 
     python benchmarks/int8_fidelity.py [--size 416] [--targets onnxruntime,openvino,mnn,ncnn] [--images 600]
+                                       [--also LABEL=EXPORT_DIR ...]
+
+--also adds an export made elsewhere (e.g. by an older commit, for a before/after table) as one more row, paired
+with the others on the same images and resamples.
 
 Writes benchmarks/results/int8-fidelity.json (one entry per run, keyed by size, targets, image count and
 the recipe's commit).
@@ -71,16 +75,21 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(n for n, t in TARGETS.items() if "int8" in t.precisions))
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=EXPORT_DIR")
     args = parser.parse_args()
     targets = args.targets.split(",")
+    folders = {t: ensure_export(WORK, t, args.size, "int8", args.threads) for t in targets}
+    for item in args.also:
+        label, _, folder = item.partition("=")
+        folders[label] = Path(folder)
+    targets = list(folders)
     commit = recipe_commit()
     paths = sorted(FIDELITY.glob("*.jpg"))[:args.images]
     loaded = load(SHARED / f"weights/nanodet-plus-m_{args.size}.pth")
     processing = loaded.spec.processing_config()
     reference = TorchRuntime(loaded.module, threads=args.threads)
     runtimes, conversions = {}, {}
-    for target in targets:
-        folder = ensure_export(WORK, target, args.size, "int8", args.threads)
+    for target, folder in folders.items():
         manifest = read_manifest(folder)
         runtimes[target] = open_export(folder, manifest, threads=args.threads)
         conversions[target] = {"float_layers": manifest.conversion.get("float_layers"),

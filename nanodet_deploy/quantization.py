@@ -692,7 +692,12 @@ def stem_convs(onnx_model) -> list[str]:
     return [n.name for n in first] + [n for n in _downstream(onnx_model, first, through_convs=False) if n in convs]
 
 
-FLOAT_PARTS = {"stem": stem_convs, "head": head_convs}
+def depthwise_convs(onnx_model) -> list[str]:
+    """Every depthwise convolution (one input channel per group)."""
+    return [c.name for c in conv_nodes(onnx_model) if _depthwise(onnx_model, c)]
+
+
+FLOAT_PARTS = {"stem": stem_convs, "head": head_convs, "depthwise": depthwise_convs}
 AUTO = "auto"
 # The recipe as a converter declares it (converters.Converter): a converter that takes the recipe as it is imports
 # these; one that adds its own methods or parts says so beside its measurements.

@@ -34,7 +34,7 @@ from nanodet_deploy.parity import SAME_LIBRARY, same_detections
 from nanodet_deploy.processing import SCORE_THR, Detections
 from nanodet_deploy.runtimes.ncnn import PRECISION_OPTIONS, precision_options
 
-from .helpers import CALIB_IMAGES, ROOT, VAL_IMAGES, report, run_cli
+from .helpers import CALIB_IMAGES, ROOT, SHARED, VAL_IMAGES, report, run_cli
 from .native_build import NCNN_VERSION, extra_options, kotlin_compiler
 
 APP = ROOT / "android_demo"
@@ -175,21 +175,30 @@ def test_the_app_builds_the_ncnn_version_the_exporter_runs():
     assert ncnn.__version__ == NCNN_VERSION, "pin the same ncnn in pyproject.toml and android_demo/core/ncnn.cmake"
 
 
-def test_the_apps_precision_switches_are_the_toolkits(app_cli):
+def test_the_apps_precision_switches_are_the_toolkits(app_cli, built):
     """The manifest's precision sets ncnn's switches as runtimes/ncnn.py does on this machine (fp16/bf16 off for
-    FP32 and INT8, fp16 storage without fp16 arithmetic for FP16, INT8 unpacked on x86); "fast fp16" turns fp16
-    storage and arithmetic on for any export."""
-    for precision in PRECISION_OPTIONS:
-        expected = precision_options(precision)
-        for fast in (False, True):
-            result = subprocess.run([str(app_cli), "options", precision, str(int(fast))], capture_output=True,
-                                    text=True, check=True)
-            options = {name: bool(int(v)) for name, v in (line.split() for line in result.stdout.splitlines())}
-            want = dict(expected)
-            if fast:
-                want.update(use_fp16_storage=True, use_fp16_packed=True, use_fp16_arithmetic=True)
-            assert options == want, (precision, fast)
-    result = subprocess.run([str(app_cli), "options", "weight-int8", "0"], capture_output=True, text=True)
+    FP32 and INT8, fp16 storage without fp16 arithmetic for FP16, INT8 unpacked on x86 for a model with INT8
+    depthwise convolutions: the released INT8 model, not ours); "fast fp16" turns fp16 storage and arithmetic on
+    for any export."""
+    from nanodet_deploy.ncnn_format import read
+    from nanodet_deploy.runtimes.ncnn import has_int8_depthwise
+
+    ours = built("ncnn", 416, "--int8", "--calib", CALIB_IMAGES)[0] / "model.param"
+    released = SHARED / "reference/ncnn-release/nanodet-plus-m_416_int8.param"
+    assert (has_int8_depthwise(read(ours)), has_int8_depthwise(read(released))) == (False, True)
+    for param in (ours, released):
+        for precision in PRECISION_OPTIONS:
+            expected = precision_options(precision, int8_depthwise=has_int8_depthwise(read(param)))
+            for fast in (False, True):
+                result = subprocess.run([str(app_cli), "options", precision, str(int(fast)), str(param)],
+                                        capture_output=True, text=True, check=True)
+                options = {name: bool(int(v)) for name, v in (line.split() for line in result.stdout.splitlines())}
+                want = dict(expected)
+                if fast:
+                    want.update(use_fp16_storage=True, use_fp16_packed=True, use_fp16_arithmetic=True)
+                assert options == want, (param.name, precision, fast)
+    result = subprocess.run([str(app_cli), "options", "weight-int8", "0", str(released)], capture_output=True,
+                            text=True)
     assert result.returncode == 2 and "unknown precision" in result.stderr
 
 
@@ -246,14 +255,23 @@ def test_quantized_exports_give_the_toolkits_boxes_on_the_phone_chain(app, bitma
     figures = agreement(mine, toolkit)
     print_row(request, precision.upper(), figures, running)
     assert running == f"precision {precision}"
-    if precision == "int8" and extra_options() and figures["same_detections"] < len(IMAGES):
-        # measured with -DNCNN_AVX512=OFF on an AVX-512 VNNI machine (the app's ncnn on its AVX2 kernels, the wheel
-        # on its AVX-512 ones): 43/79 images the same to 1.5e-7, the other 36 differ by up to 0.22 in score; with
-        # INT8 unpacked on x86 (runtimes/ncnn.py) 40/79; FP32 and FP16 stay 79/79 (8.7e-7). ncnn's INT8 arithmetic
-        # depends on the ISA it runs: an INT8 verdict holds for the kernels it was measured on (hence
-        # tests/test_phone.py for the phone's).
-        pytest.xfail(f"ncnn's INT8 kernels for another ISA: the same detections on {figures['same_detections']}/"
-                     f"{len(IMAGES)} images")
+    if precision == "int8":
+        # Our INT8 exports run ncnn's packed kernels on x86 (their depthwise convs are float, runtimes/ncnn.py), and
+        # those round the float steps between int8 layers as each build's compiler fused them; a flipped int8
+        # rounding moves a few boxes. The app's ncnn built here vs the wheel, the same input bytes, 416, 79 val-dev
+        # images (Intel Xeon with AMX): 29/79 images the same, the paired boxes equal to 2.9e-8, agreement 0.976
+        # [0.968, 0.985] over 713 detections >= 0.3. Unpacked (before issue 33) it was 79/79. An INT8 verdict holds
+        # for the kernels it was measured on: tests/test_phone.py emulates the phone's own.
+        from nanodet_deploy.evaluate import bootstrap_counts
+        from nanodet_deploy.parity import agreement_with_interval
+
+        value, interval, total = agreement_with_interval(toolkit, mine, bootstrap_counts(len(IMAGES)))
+        report(request, f"INT8 app vs toolkit: agreement {value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}] over "
+                        f"{total} detections")
+        if extra_options() and value < 0.95:  # the app's ncnn on another ISA's kernels (NANODET_NCNN_CMAKE_OPTIONS)
+            pytest.xfail(f"ncnn's INT8 kernels for another ISA: agreement {value:.3f}")
+        assert value >= 0.95, figures["differing"]
+        return
     # bit-identical input tensors into the same ncnn version and kernels: the same detections on every image
     assert figures["same_detections"] == len(IMAGES), figures["differing"]
 

@@ -80,11 +80,13 @@ def check_phone(folder: Path, request) -> dict[tuple[str, str], dict]:
                 assert p["versus_export"]["score_max_abs"] < 1e-5
             else:
                 # INT8: the ARM integer kernels agree to the bit, and with x86 within what the float steps between
-                # int8 layers allow: measured on 279 images (benchmarks/phone_arm64.py) the same detections on
-                # 266, agreement vs x86 >= 0.995 (interval), max |Δscore| 0.062; here one image of four differs
-                # by 0.0096 since the region equalization (before it, none)
+                # int8 layers allow. Since issue 33 x86 runs our INT8 exports with ncnn's packed kernels (their
+                # depthwise convs are float), which round those steps differently: measured at 320 on the 79 val-dev
+                # images (benchmarks/phone_arm64.py) the same detections on 25 (unpacked before: 76), agreement vs
+                # x86 0.981 [0.967, 0.994] (0.998), max |Δscore| 0.056 (0.027); the phone's agreement with PyTorch
+                # 0.890 (0.859). Here, at 416 on four images, one box of 28 differs: 0.964.
                 assert p["same_bits_as_first_cpu"] == 4, p
-                assert p["versus_export"]["agreement"] >= 0.98 and p["versus_export"]["score_max_abs"] <= 0.1, p
+                assert p["versus_export"]["agreement"] >= 0.92 and p["versus_export"]["score_max_abs"] <= 0.1, p
     return {(p["cpu"], p["mode"]): p for p in phone}
 
 

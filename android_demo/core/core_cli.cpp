@@ -5,7 +5,7 @@
 //   nanodet_core_cli postprocess CONFIG RAW.f32 IMAGE_W IMAGE_H   -> one "label score x1 y1 x2 y2" line each
 //   nanodet_core_cli preprocess CONFIG IMAGE.bgr IMAGE_W IMAGE_H OUT.f32
 // built with ncnn (NANODET_WITH_NCNN), the app's detector (nanodet_ncnn.h):
-//   nanodet_core_cli options PRECISION FAST_FP16   -> its precision switches, "name 0|1" lines
+//   nanodet_core_cli options PRECISION FAST_FP16 PARAM -> its precision switches for that model, "name 0|1" lines
 //   nanodet_core_cli detect PARAM BIN PRECISION FAST_FP16 THREADS RAW < CONFIG, "end", binary PPM images
 //       -> per image one JSON line {"image": i, "width", "height", "detections": [{"label", "score", "box"}]}
 //          (the toolkit's JSON contract without class names), then with RAW=1 the network's float32 output
@@ -65,9 +65,11 @@ static std::vector<char> read_file(const char* path) {
 }
 
 #if NANODET_WITH_NCNN
-static int options(const char* precision, bool fast_fp16) {
+static int options(const char* precision, bool fast_fp16, const char* param_path) {
     nanodet::PrecisionOptions o;
-    if (!nanodet::precision_options(precision, fast_fp16, &o)) {
+    const std::vector<char> param = read_file(param_path);
+    if (!nanodet::precision_options(precision, fast_fp16, nanodet::has_int8_depthwise(std::string(param.begin(),
+                                                                                                    param.end())), &o)) {
         std::cerr << "unknown precision " << precision << "\n";
         return 2;
     }
@@ -144,7 +146,7 @@ static int detect(char** argv) {
 
 int main(int argc, char** argv) {
 #if NANODET_WITH_NCNN
-    if (argc == 4 && std::string(argv[1]) == "options") return options(argv[2], std::atoi(argv[3]) != 0);
+    if (argc == 5 && std::string(argv[1]) == "options") return options(argv[2], std::atoi(argv[3]) != 0, argv[4]);
     if (argc == 8 && std::string(argv[1]) == "detect") return detect(argv);
 #endif
     if (argc < 6) {

@@ -23,11 +23,14 @@ struct PrecisionOptions {
     bool use_fp16_arithmetic = false;
     bool use_bf16_storage = false;
     bool use_int8_inference = false;
-    bool use_packing_layout = true;  // off for int8 on x86 (nanodet_ncnn.cpp says why)
+    bool use_packing_layout = true;  // off on x86 for int8 models with INT8 depthwise convs (nanodet_ncnn.cpp says why)
 };
 
-// false for a precision that is not fp32, fp16 or int8
-bool precision_options(const std::string& precision, bool fast_fp16, PrecisionOptions* options);
+// whether a .param's text has a depthwise convolution with INT8 weights (param 8, int8_scale_term, non-zero)
+bool has_int8_depthwise(const std::string& param);
+
+// false for a precision that is not fp32, fp16 or int8. int8_depthwise: has_int8_depthwise of the model
+bool precision_options(const std::string& precision, bool fast_fp16, bool int8_depthwise, PrecisionOptions* options);
 
 struct DetectorOptions {
     std::string input_name = "data";

@@ -28,6 +28,18 @@ from .tools import run_tool
 # per blob) and write float, so the recipe's placement is conv inputs only, symmetric. Before the shared recipe
 # (our table, mse, head float) val-dev mAP at 416 was 0.3664 (FP32 0.3703; released nanodet-plus-m_416_int8 0.3585).
 PLACEMENT = quantization.Placement(outputs=False, symmetric=True)
+# Depthwise convolutions and the stem stay float: ncnn's x86 int8 kernels for them are slower than its float ones
+# (benchmarks/ncnn_ops.py, 416, 2 threads, Intel Xeon with AMX; results/ncnn-ops-intel-xeon-amx*.json): depthwise
+# 5x5 3.01 ms INT8 packed / 11.58 unpacked against 0.98 float, 3x3 3.23 / 4.22 against 1.56, the stem 1.90
+# against 1.51; they are 6 % of the MACs. With no INT8 depthwise conv the model runs packed on x86 too
+# (runtimes/ncnn.py). INT8 inference (sum of layer times): 28.14 ms against FP32's 17.62 before (1.60x), 15.25
+# against 18.78 now (0.81x); the 65 int8 1x1 convs take 5.78 ms where float takes 9.51. Agreement with PyTorch on
+# the 600 fidelity images (benchmarks/int8_fidelity.py, paired): 0.861 [0.851, 0.871] -> 0.879 [0.871, 0.888];
+# depthwise only: 0.881 [0.872, 0.891] at 0.84x.
+ALWAYS_FLOAT = ("depthwise", "stem")
+INT8_COST = ("ncnn's x86 int8 1x1 convolutions are only 1.6x faster than its float ones (each quantizes its input "
+             "and dequantizes its output), and ShuffleNet's concat, slice and shuffle cost the same in both "
+             "(benchmarks/ncnn_ops.py)")
 
 
 PNNX_ENV = "NANODET_DEPLOY_PNNX"  # path of a pnnx executable to use instead of the pip package's
@@ -100,7 +112,7 @@ def quantize_int8(module, param: Path, weights: Path, processing, calib_paths, m
     with onnx_converter.intermediate_onnx(module, processing.input_size, param.parent) as (intermediate, _):
         original = onnx.load(str(intermediate))
     equalized, recipe, record = shared_recipe(original, calib_paths, processing, PLACEMENT, method, keep_float,
-                                              progress)
+                                              progress, always_float=ALWAYS_FLOAT)
     model = ncnn_format.read(param, weights)
     table = ncnn_int8.write_recipe(model, original, equalized, recipe)
     ncnn_format.write(model, param, weights)

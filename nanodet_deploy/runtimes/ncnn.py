@@ -32,21 +32,31 @@ PRECISION_OPTIONS = {
     "int8": {"use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False,
              "use_bf16_storage": False, "use_int8_inference": True, "use_packing_layout": True},
 }
-# INT8 on x86 without the packed layout: ncnn's pack-8 depthwise INT8 kernel there dequantizes with an approximate
-# reciprocal (_mm_rcp_ps, 12 bits, whose table differs between CPU vendors; src/layer/x86/convolutiondepthwise_x86.cpp
-# of ncnn 1.0.20261020, line 945) where every other kernel, ARM's included, divides exactly. Measured at 320 on the
-# 79 val-dev images (benchmarks/phone_arm64.py): packed x86 gave the emulated phone's detections on 0/79 images
-# (|Δscore| up to 0.14), unpacked on 76/79 (the other 3 within 0.027: last-bit float differences between the ISAs,
-# carried by int8 rounding); ARM's integer kernels (Winograd on cortex-a53, sdot on a76, i8mm on max) agree to the
-# bit. Cost: 1.21x the packed latency (416, 2 threads, idle AMD EPYC: 43.1 vs 35.6 ms; FP32 38.8 ms). The app
+# INT8 on x86 without the packed layout when the model has INT8 depthwise convolutions: ncnn's pack-8 depthwise
+# INT8 kernel there dequantizes with an approximate reciprocal (_mm_rcp_ps, 12 bits, whose table differs between CPU
+# vendors; src/layer/x86/convolutiondepthwise_x86.cpp of ncnn 1.0.20261020, line 945) where every other kernel,
+# ARM's included, divides exactly. Measured at 320 on the 79 val-dev images (benchmarks/phone_arm64.py): packed
+# x86 gave the emulated phone's detections on 0/79 images (|Δscore| up to 0.14), unpacked on 76/79 (the other 3
+# within 0.027: last-bit float differences between the ISAs, carried by int8 rounding); ARM's integer kernels
+# (Winograd on cortex-a53, sdot on a76, i8mm on max) agree to the bit. Unpacked is slow: at 416, 2 threads, Intel
+# Xeon with AMX (benchmarks/ncnn_ops.py), its float 5x5 depthwise kernel takes 35.9 ms where the packed one takes
+# 1.0. Our INT8 exports keep depthwise convolutions float (converters/ncnn.py: ALWAYS_FLOAT), so they run packed;
+# a model with INT8 depthwise convolutions (ncnn's own tools', the released one) still runs unpacked. The app
 # applies the same rule (android_demo/core/nanodet_ncnn.cpp).
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
+INT8_SCALE_TERM = 8  # ConvolutionDepthWise's param key: non-zero for INT8 weights
 
 
-def precision_options(precision: str, machine: str | None = None) -> dict[str, bool]:
-    """ncnn's switches for an export of ``precision`` on ``machine`` (default: this one, platform.machine())."""
+def has_int8_depthwise(model) -> bool:
+    """Whether an ncnn model (ncnn_format.NcnnModel) has a depthwise convolution with INT8 weights."""
+    return any(layer.type == "ConvolutionDepthWise" and layer.int_param(INT8_SCALE_TERM) for layer in model.layers)
+
+
+def precision_options(precision: str, machine: str | None = None, int8_depthwise: bool = True) -> dict[str, bool]:
+    """ncnn's switches for an export of ``precision`` on ``machine`` (default: this one, platform.machine()), for
+    a model with (``int8_depthwise``) or without INT8 depthwise convolutions."""
     options = dict(PRECISION_OPTIONS[precision])
-    if precision == "int8" and (machine or platform.machine()).lower() in X86_MACHINES:
+    if precision == "int8" and int8_depthwise and (machine or platform.machine()).lower() in X86_MACHINES:
         options["use_packing_layout"] = False
     return options
 
@@ -79,7 +89,7 @@ class NcnnRuntime(Runtime):
         # 416, 2 threads: idle machine 15.26 vs 15.71 ms; with another process busy on the same cores 0.12 s vs
         # 2.66 s per inference (spinning threads starve the one that holds the work)
         self.net.opt.openmp_blocktime = 0
-        for option, value in precision_options(precision).items():
+        for option, value in precision_options(precision, int8_depthwise=has_int8_depthwise(model)).items():
             setattr(self.net.opt, option, value)
         if self.net.load_param(str(param_path)) != 0 or self.net.load_model(str(bin_path)) != 0:
             raise ArtifactError(f"{param_path}: ncnn could not load this model (with {bin_path})")
