@@ -130,4 +130,9 @@ def run(checkpoint, model=None, config=None, backends=None, precisions=None, siz
             result.peak_rss_mb = peak_rss_mb(result.cell, result.export_dir, loaded.checkpoint, model, config)
             if advance:
                 advance()
+    from . import int8_speed
+    from .bench_results import rows
+    from .machine import machine
+
+    int8_speed.record(export_root, rows(results), machine())  # what export warns from
     return results

@@ -136,13 +136,16 @@ def columns_of(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 def int8_summary(rows: list[dict], hardware_note: str = "") -> list[str]:
     """One line per backend, size and threads measured in INT8 and FP32 in this run: INT8 inference time over
-    FP32's, said plainly when INT8 is not faster, with ``hardware_note`` (machine.int8_hardware_note) as why."""
+    FP32's, said plainly when INT8 is not faster, with ``hardware_note`` (machine.int8_hardware_note) and the
+    backend's measured INT8 cost (``Target.int8_cost``) as why."""
     lines = []
     for row in rows:
         if row["precision"] == "int8" and row["infer_vs_fp32"] is not None:
             ratio = row["infer_vs_fp32"]
-            verdict = ("faster" if ratio < 1 else "NOT faster than FP32 on this machine"
-                       + (f": {hardware_note}" if hardware_note else ""))
+            cost = (BACKENDS[row["backend"]].int8_cost() if row["backend"] in BACKENDS else "") or \
+                "its INT8 path (requantization, layout changes, float layers) costs more than int8 saves"
+            why = "; ".join(part for part in (hardware_note, cost) if part)
+            verdict = "faster" if ratio < 1 else "NOT faster than FP32 on this machine" + (f": {why}" if why else "")
             lines.append(f"INT8 / FP32 inference, {row['backend']} {row['size']} {row['threads']} threads: "
                          f"{ratio:.2f}x ({verdict})")
     return lines

@@ -152,7 +152,8 @@ def export(
     gate it against PyTorch.
 
     An artifact over budget is moved to OUT/rejected/ (with its parity.json) and the command exits 1; a
-    previous good export in OUT is left untouched."""
+    previous good export in OUT is left untouched. An INT8 export prints a warning when `bench` (its default
+    export folder) measured that backend's INT8 slower than its FP32 on this machine."""
     from .export import export as run_export
 
     if fp16 + int8 + weight_int8 > 1:
@@ -179,6 +180,8 @@ def export(
     console.print(f"{result.manifest.model} → {to} {result.manifest.precision}: {result.summary}, execution "
                   f"{result.report.runtime_precision}", soft_wrap=True)
     console.print(parity_table([result.report]))
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)
     if result.report.inputs == "synthetic":
         console.print("note: the gate compared tensors on synthetic inputs only; pass --verify-images (and "
                       "--verify-ann) for detection agreement and mAP", soft_wrap=True)

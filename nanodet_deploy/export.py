@@ -35,6 +35,7 @@ class ExportResult:
     conversion: dict
     summary: str = ""        # the converter's one line on what it made
     phone: list = field(default_factory=list)  # phone.PhoneReport per CPU model x app mode (phone_cpus)
+    warnings: list = field(default_factory=list)  # one line each, e.g. an INT8 bench measured slower than FP32
 
     @property
     def accepted(self) -> bool:
@@ -98,6 +99,8 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
         loaded = load(checkpoint, model=model, config=config, input_size=input_size, keep_ratio=keep_ratio,
                       unsafe=unsafe_load)
         processing = loaded.spec.processing_config()
+        warnings = [w for w in [int8_slower(target.backend, processing.input_size, threads)] if w] \
+            if precision == "int8" else []
         with temporary_files_in(staging / ".tmp"), _naming(out):
             files, conversion = converter.convert(
                 loaded.module, processing, staging, precision=precision, calib_paths=calib_paths, progress=progress,
@@ -137,11 +140,20 @@ def export(checkpoint, to: str = "onnxruntime", out: str | Path = "export", mode
             parity_page(staging / PARITY_NAME, images=calib_paths if on_calibration else verify_images,
                         label=report.artifact)
         directory = _publish(staging, out) if report.passed else _reject(staging, out)
-        return ExportResult(directory, manifest, report, conversion, converter.describe(conversion), phone)
+        return ExportResult(directory, manifest, report, conversion, converter.describe(conversion), phone,
+                            warnings)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed first export leaves no empty folder behind
+
+
+def int8_slower(backend: str, input_size, threads: int | None) -> str | None:
+    """The warning for an INT8 that ``bench`` measured slower than FP32 on this machine (int8_speed), or None."""
+    from .int8_speed import slower_warning
+    from .machine import machine
+
+    return slower_warning(backend, tuple(input_size), threads, machine())
 
 
 def gate(directory: Path, reference, manifest: Manifest, images=None, ann=None, budgets: Budgets | None = None,

@@ -64,4 +64,4 @@ def int8_hardware_note(info: dict) -> str:
     isa = set(info.get("isa") or [])
     if not isa & {"AVX512-VNNI", "AVX-VNNI", "AMX-INT8", "NEON-dotprod", "I8MM"}:
         return "this CPU has no int8 dot product (VNNI): INT8 kernels emulate it and gain little or nothing"
-    return "the CPU has VNNI; the backend's INT8 path (requantization, layout changes, float layers) costs it"
+    return "the CPU has VNNI"

@@ -85,6 +85,11 @@ class Target:
         module = importlib.import_module(self.converter)
         return getattr(module, "DEFAULT_METHOD", None), tuple(getattr(module, "DEFAULT_FLOAT_PARTS", ()))
 
+    def int8_cost(self) -> str:
+        """Why this backend's INT8 can run slower than its FP32 on a CPU with int8 dot products, as its per-layer
+        profile measured it (``INT8_COST`` in its converter module); "" when none was measured."""
+        return getattr(importlib.import_module(self.converter), "INT8_COST", "") if self.converter else ""
+
 
 _ONNX_OPTIONS = frozenset({"opset", "dynamic_batch"})
 _RUNTIMES, _CONVERTERS = f"{__package__}.runtimes", f"{__package__}.converters"

@@ -136,3 +136,58 @@ def test_bench_usage_errors(tmp_path):
     assert result.returncode == 2 and "unknown precision 'int4'" in result.stderr
     result = run_cli("bench", "--mode", "fastest", "--checkpoint", weights(320))
     assert result.returncode == 2 and "--mode must be one of latency, throughput" in result.stderr
+
+
+def test_int8_speed_table_warns_export_only_for_this_machine_and_version(tmp_path, monkeypatch):
+    """bench records INT8 / FP32 inference per backend, size and threads (int8_speed.record); export warns from it
+    only for the machine and backend version that measured it, and a damaged table is ignored."""
+    from nanodet_deploy import int8_speed
+    from nanodet_deploy.export import int8_slower
+    from nanodet_deploy.machine import machine
+
+    monkeypatch.setenv("NANODET_DEPLOY_CACHE", str(tmp_path))
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    info = machine()
+
+    def row(backend, precision, infer_ms, vs_fp32=None, threads=2):
+        return {"backend": backend, "precision": precision, "size": "416x416", "threads": threads,
+                "infer_ms": infer_ms, "infer_vs_fp32": vs_fp32}
+
+    rows = [row("ncnn", "fp32", 20.0), row("ncnn", "int8", 30.0, 1.5), row("openvino", "fp32", 14.0),
+            row("openvino", "int8", 10.0, 10 / 14), row("ncnn", "fp32", 12.0, threads=4)]
+    assert int8_speed.record(folder, rows[:1], info) is None  # no INT8 beside its FP32: nothing written
+    path = int8_speed.record(folder, rows, info)
+    assert path == int8_speed.default_table()
+    warning = int8_slower("ncnn", (416, 416), 2)
+    assert warning.startswith("INT8 ncnn ran at 1.50x its FP32 inference time on this machine (30.0 vs 20.0 ms")
+    assert int8_slower("ncnn", (416, 416), None) == warning  # the entry with the most threads
+    assert int8_slower("openvino", (416, 416), 2) is None  # faster
+    assert int8_slower("ncnn", (320, 320), 2) is None  # not measured at that size
+    other = {**info, "versions": {**info["versions"], "ncnn": "0.0.1"}}
+    assert int8_speed.slower_warning("ncnn", (416, 416), 2, other) is None  # another ncnn version measured nothing
+    assert int8_speed.slower_warning("ncnn", (416, 416), 2, {**info, "cpu": "another CPU"}) is None
+    # a later run replaces the entry of the same machine, backend, size and threads
+    int8_speed.record(folder, [row("ncnn", "fp32", 20.0), row("ncnn", "int8", 14.0, 0.7)], info)
+    assert int8_slower("ncnn", (416, 416), 2) is None
+    assert len(json.loads(path.read_text())["entries"]) == 2
+    path.write_text('{"entries": [{"machine": 3}]}')
+    assert int8_slower("ncnn", (416, 416), 2) is None
+
+
+def test_int8_summary_says_why_a_backend_int8_is_not_faster():
+    """One line per INT8 row measured beside its FP32; a slower one names the CPU's int8 dot product (or its
+    absence) and the backend's cost as its per-layer profile measured it (INT8_COST in its converter)."""
+    from nanodet_deploy.bench_results import int8_summary
+    from nanodet_deploy.machine import int8_hardware_note
+
+    rows = [{"backend": "mnn", "precision": "int8", "size": "416x416", "threads": 2, "infer_vs_fp32": 1.24},
+            {"backend": "ncnn", "precision": "int8", "size": "416x416", "threads": 2, "infer_vs_fp32": 0.81},
+            {"backend": "mnn", "precision": "fp32", "size": "416x416", "threads": 2, "infer_vs_fp32": None}]
+    vnni = int8_hardware_note({"isa": ["AVX2", "AVX512-VNNI"]})
+    slower, faster = int8_summary(rows, vnni)
+    assert slower == (f"INT8 / FP32 inference, mnn 416x416 2 threads: 1.24x (NOT faster than FP32 on this machine: "
+                      f"the CPU has VNNI; {BACKENDS['mnn'].int8_cost()})")
+    assert "AVX2 only (no VNNI" in slower and faster.endswith("0.81x (faster)")
+    (no_dot,) = int8_summary(rows[:1], int8_hardware_note({"isa": ["AVX2"]}))
+    assert "this CPU has no int8 dot product" in no_dot

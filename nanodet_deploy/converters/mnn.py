@@ -39,6 +39,15 @@ CALIBRATION_METHODS = (*quantization.CALIBRATION_METHODS, *MNNQUANT_METHODS)
 #   0.3593 (103 of 110 convolutions INT8; minmax 0.3567), head only 0.3587, stem and the whole head 0.3544.
 #   The shared recipe (quantization.py), written as compression parameters (mnn_int8.py): below (README, MNN).
 PLACEMENT = quantization.Placement(outputs=True, symmetric=False)  # MNN's INT8 convolutions write INT8
+# Why calibrated INT8 runs slower than FP32 on x86 (README, MNN per op: benchmarks/mnn_ops.py, 416, AMD EPYC
+# with VNNI): the 61 int8 1x1 convolutions 9.77 ms against 8.42 float, int8 depthwise 3.78 against 1.97, and the
+# 71 LeakyReLUs run in float, so 152 casts surround them (3.06 ms). The pip wheel (MNN 3.6.1) has no AVX-512 or
+# VNNI code at all (objdump of _mnncengine: no zmm register, no vpdpbusd; its int8 GEMM is AVX2's vpmaddubsw),
+# so its int8 kernels cannot use the CPU's int8 dot product. The calibrated model stays the default: it is what
+# MNN's ARM int8 kernels (sdot/i8mm) run; --weight-int8 is as small and computes in float.
+INT8_COST = ("the MNN wheel's x86 int8 kernels are AVX2 only (no VNNI, no AVX-512) and slower than its float ones, "
+             "and MNN runs LeakyReLU in float, casting around every one (benchmarks/mnn_ops.py); --weight-int8 "
+             "is as small and computes in float")
 # Parts MNN's INT8 path cannot take, whatever the selection, measured at 416 on val-dev (FP32 0.3703): with only
 # the stem conv float (the sensitivity's choice), score cos 0.876, mAP 0.2712; with the head's final convs float
 # as well 0.874 / 0.2822; with the stem part (conv1 and the two stage-2 convs reading its max-pooled output) and

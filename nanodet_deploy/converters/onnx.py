@@ -91,6 +91,12 @@ def _sort_topologically(graph) -> None:
 # (TensorQuantOverrides) also quantizes the LeakyReLU, Concat and Add outputs (32.3 ms) but requantizing those
 # costs fidelity: agreement 0.703 on val-dev against 0.80 for this placement.
 PLACEMENT = quantization.Placement(outputs=True, symmetric=False)
+# Why INT8 can run no faster than FP32 (bench and export say it): benchmarks/onnxruntime_ops.py, 416, Intel Xeon
+# with AMX, node times: the 109 QLinearConvs 7.9 ms against 12.0 for the float convolutions, but the INT8 graph
+# adds 57 Transposes (17 in FP32: +1.1 ms), 84 QuantizeLinear/DequantizeLinear (2.3 ms) and 13 more Splits.
+INT8_COST = ("ONNX Runtime's int8 convolutions save about a third of the convolution time, and its INT8 graph adds "
+             "it back around ShuffleNet's channel split and shuffle: layout Transposes and Quantize/Dequantize "
+             "nodes (benchmarks/onnxruntime_ops.py)")
 
 
 def quantize_int8(src: Path, dst: Path, processing, calib_paths, placement=PLACEMENT,
