@@ -113,3 +113,21 @@ def run_configs(configs, sizes, threads: int, runs: int, work: Path, baseline: s
                                   ("p90_ms", "p90 ms", ".2f"), ("min_ms", "min ms", ".2f"), ("ratio", "ratio", ".2f"),
                                   ("size_mb", "size MB", ".2f")]))
     return report
+
+
+def report_layers(keys, ms, layers, width: int, heading: list[str], json_path=None, document=None) -> None:
+    """Print the FP32-vs-INT8 per-layer table of the profiles (openvino_ops.py, ncnn_ops.py) — ``keys`` (type,
+    kernel) from the most time down, ``ms(precision, key)`` and ``layers(precision, key)`` — under ``heading``,
+    and write it with ``document`` into ``json_path`` when given."""
+    import json
+
+    keys = sorted(keys, key=lambda k: -(ms("fp32", k) + ms("int8", k)))
+    rows = [{"type": k[0], "kernel": k[1], **{f"{p}_{what}": f(p, k) for p in ("fp32", "int8")
+                                              for what, f in (("ms", ms), ("layers", layers))}} for k in keys]
+    print("\n".join(heading))
+    print(f"{'layer type':22s} {'kernel':{width}s} {'FP32 ms':>8s} {'layers':>6s} {'INT8 ms':>8s} {'layers':>6s}")
+    for r in rows:
+        print(f"{r['type']:22s} {r['kernel']:{width}s} {r['fp32_ms']:8.3f} {r['fp32_layers']:6d} {r['int8_ms']:8.3f} "
+              f"{r['int8_layers']:6d}")
+    if json_path:
+        json_path.write_text(json.dumps({**(document or {}), "layers": rows}, indent=1) + "\n")

@@ -1,6 +1,6 @@
 """Where MNN's time goes, per op type, FP32 against INT8: why MNN INT8 is slower than its FP32 on x86.
 
-    python benchmarks/mnn_ops.py [--size 416] [--threads 2] [--runs 50] [--work DIR]
+    python benchmarks/mnn_ops.py [--size 416] [--threads 2] [--runs 50] [--work DIR] [--json FILE]
 
 Exports the shared nanodet-plus-m weights to MNN FP32 and INT8 into --work once (INT8 calibrated on
 calib-train), then runs both through MNN's Interpreter/Session API with a per-op callback
@@ -11,6 +11,7 @@ Each figure is the median over runs of the time one run spends in that op type.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -62,7 +63,9 @@ class OpProfile:
 
 
 def main():
-    args = profile_parser(__doc__).parse_args()
+    parser = profile_parser(__doc__)
+    parser.add_argument("--json", type=Path, help="Also write the table here.")
+    args = parser.parse_args()
 
     profiles = profile_fp32_and_int8("mnn", lambda folder, threads: OpProfile(folder / "model.mnn", threads),
                                      args.size, args.threads, args.runs, args.work)
@@ -71,9 +74,17 @@ def main():
           f"median total with callbacks: FP32 {1e3 * median(fp32.totals):.2f} ms, "
           f"INT8 {1e3 * median(int8.totals):.2f} ms")
     print(f"{'op type':34s} {'FP32 ms':>8s} {'calls':>6s} {'INT8 ms':>8s} {'calls':>6s}")
-    for op in sorted(set(fp32.calls) | set(int8.calls), key=lambda o: -(fp32.median_ms(o) + int8.median_ms(o))):
+    ops = sorted(set(fp32.calls) | set(int8.calls), key=lambda o: -(fp32.median_ms(o) + int8.median_ms(o)))
+    for op in ops:
         print(f"{op:34s} {fp32.median_ms(op):8.2f} {fp32.calls[op] // args.runs:6d} "
               f"{int8.median_ms(op):8.2f} {int8.calls[op] // args.runs:6d}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "size": args.size, "threads": args.threads, "runs": args.runs,
+            "total_ms": {"fp32": 1e3 * median(fp32.totals), "int8": 1e3 * median(int8.totals)},
+            "ops": [{"type": op, "fp32_ms": fp32.median_ms(op), "fp32_calls": fp32.calls[op] // args.runs,
+                     "int8_ms": int8.median_ms(op), "int8_calls": int8.calls[op] // args.runs} for op in ops]},
+            indent=1) + "\n")
 
 
 if __name__ == "__main__":

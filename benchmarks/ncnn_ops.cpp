@@ -3,8 +3,9 @@
 //
 //   ncnn_ops INPUT.f32 W H THREADS RUNS  FP32.param FP32.bin PACKING  INT8.param INT8.bin PACKING  INPUT_BLOB OUTPUT...
 //
-// INPUT.f32: the preprocessed tensor, float32 [3, H, W]. PACKING (0/1): use_packing_layout, as the toolkit's runtime
-// sets it (runtimes/ncnn.py: unpacked on x86 for INT8 depthwise). Before each run it prints "=== fp32 K" / "=== int8 K".
+// INPUT.f32: the preprocessed tensor, float32 [3, H, W]. PACKING (0/1): use_packing_layout, as the toolkit's
+// runtime sets it (runtimes/ncnn.py: unpacked on x86 for INT8 depthwise). Before each run it prints "=== fp32 K" /
+// "=== int8 K".
 #include <cstdio>
 #include <cstdlib>
 #include <string>

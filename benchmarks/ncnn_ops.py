@@ -13,14 +13,13 @@ over runs of the time one run spends in that layer type. The timer adds a little
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import median
 
-from _exports import ensure_export, profile_parser, val_images
+from _exports import ensure_export, profile_parser, report_layers, val_images
 
 LAYER_LINE = re.compile(r"^(\S+)\s+(\S+)\s+([\d.]+)ms\s+\|(.*)$")
 KERNEL = re.compile(r"kernel: (\d+) x (\d+)")
@@ -107,22 +106,13 @@ def main():
         return median(run[key] for run in runs[precision])
 
     totals = {p: median(sum(run.values()) for run in runs[p]) for p in folders}
-    keys = sorted(set(layers["fp32"]) | set(layers["int8"]),
-                  key=lambda k: -(median_ms("fp32", k) + median_ms("int8", k)))
-    print(f"ncnn {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved, INT8 "
-          f"{'packed' if packing['int8'] else 'unpacked'}; median sum of layer times: FP32 {totals['fp32']:.2f} ms, "
-          f"INT8 {totals['int8']:.2f} ms")
-    print(f"{'layer type':22s} {'kernel':10s} {'FP32 ms':>8s} {'layers':>6s} {'INT8 ms':>8s} {'layers':>6s}")
-    for key in keys:
-        print(f"{key[0]:22s} {key[1]:10s} {median_ms('fp32', key):8.3f} {layers['fp32'][key]:6d} "
-              f"{median_ms('int8', key):8.3f} {layers['int8'][key]:6d}")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "size": args.size, "threads": args.threads, "runs": args.runs, "int8_packed": packing["int8"],
-            "total_ms": totals,
-            "layers": [{"type": k[0], "kernel": k[1], "fp32_ms": median_ms("fp32", k), "fp32_layers": layers["fp32"][k],
-                        "int8_ms": median_ms("int8", k), "int8_layers": layers["int8"][k]} for k in keys]},
-            indent=1) + "\n")
+    heading = [f"ncnn {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved, INT8 "
+               f"{'packed' if packing['int8'] else 'unpacked'}; median sum of layer times: FP32 {totals['fp32']:.2f} "
+               f"ms, INT8 {totals['int8']:.2f} ms"]
+    report_layers(set(layers["fp32"]) | set(layers["int8"]),
+                  lambda p, k: median(run[k] for run in runs[p]), lambda p, k: layers[p][k], 10, heading, args.json,
+                  {"size": args.size, "threads": args.threads, "runs": args.runs, "int8_packed": packing["int8"],
+                   "total_ms": totals})
 
 
 if __name__ == "__main__":

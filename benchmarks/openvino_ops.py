@@ -14,12 +14,11 @@ Profiling adds time of its own, so the totals are above ``latency.py``'s; compar
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from statistics import median
 
-from _exports import profile_fp32_and_int8, profile_parser
+from _exports import profile_fp32_and_int8, profile_parser, report_layers
 from nanodet_deploy.manifest import read_manifest
 
 
@@ -67,22 +66,15 @@ def main():
 
     profiles = profile_fp32_and_int8("openvino", LayerProfile, args.size, args.threads, args.runs, args.work)
     fp32, int8 = profiles["fp32"], profiles["int8"]
-    keys = sorted(set(fp32.layers) | set(int8.layers), key=lambda k: -(fp32.median_ms(k) + int8.median_ms(k)))
-    print(f"OpenVINO {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved; median sum "
-          f"of layer times: FP32 {fp32.total_ms():.2f} ms, INT8 {int8.total_ms():.2f} ms")
-    for node in ("Reshape", "FakeQuantize", "Convolution", "GroupConvolution"):
-        print(f"IR nodes {node:16s} FP32 {fp32.ir_nodes[node]:4d}  INT8 {int8.ir_nodes[node]:4d}")
-    print(f"{'layer type':18s} {'kernel':34s} {'FP32 ms':>8s} {'layers':>6s} {'INT8 ms':>8s} {'layers':>6s}")
-    for key in keys:
-        print(f"{key[0]:18s} {key[1]:34s} {fp32.median_ms(key):8.3f} {fp32.layers[key]:6d} "
-              f"{int8.median_ms(key):8.3f} {int8.layers[key]:6d}")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "size": args.size, "threads": args.threads, "runs": args.runs,
-            "total_ms": {"fp32": fp32.total_ms(), "int8": int8.total_ms()},
-            "ir_nodes": {"fp32": dict(fp32.ir_nodes), "int8": dict(int8.ir_nodes)},
-            "layers": [{"type": k[0], "kernel": k[1], "fp32_ms": fp32.median_ms(k), "fp32_layers": fp32.layers[k],
-                        "int8_ms": int8.median_ms(k), "int8_layers": int8.layers[k]} for k in keys]}, indent=1))
+    heading = [f"OpenVINO {args.size}x{args.size}, {args.threads} threads, {args.runs} runs each, interleaved; median "
+               f"sum of layer times: FP32 {fp32.total_ms():.2f} ms, INT8 {int8.total_ms():.2f} ms"]
+    heading += [f"IR nodes {node:16s} FP32 {fp32.ir_nodes[node]:4d}  INT8 {int8.ir_nodes[node]:4d}"
+                for node in ("Reshape", "FakeQuantize", "Convolution", "GroupConvolution")]
+    report_layers(set(fp32.layers) | set(int8.layers), lambda p, k: profiles[p].median_ms(k),
+                  lambda p, k: profiles[p].layers[k], 34, heading, args.json,
+                  {"size": args.size, "threads": args.threads, "runs": args.runs,
+                   "total_ms": {"fp32": fp32.total_ms(), "int8": int8.total_ms()},
+                   "ir_nodes": {"fp32": dict(fp32.ir_nodes), "int8": dict(int8.ir_nodes)}})
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ static std::vector<char> read_file(const char* path) {
 static int options(const char* precision, bool fast_fp16, const char* param_path) {
     nanodet::PrecisionOptions o;
     const std::vector<char> param = read_file(param_path);
-    if (!nanodet::precision_options(precision, fast_fp16, nanodet::has_int8_depthwise(std::string(param.begin(),
-                                                                                                    param.end())), &o)) {
+    const bool int8_depthwise = nanodet::has_int8_depthwise(std::string(param.begin(), param.end()));
+    if (!nanodet::precision_options(precision, fast_fp16, int8_depthwise, &o)) {
         std::cerr << "unknown precision " << precision << "\n";
         return 2;
     }
