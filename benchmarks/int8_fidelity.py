@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=EXPORT_DIR")
     args = parser.parse_args()
-    targets = args.targets.split(",")
+    targets = [t for t in args.targets.split(",") if t]
     folders = {t: ensure_export(WORK, t, args.size, "int8", args.threads) for t in targets}
     for item in args.also:
         label, _, folder = item.partition("=")
