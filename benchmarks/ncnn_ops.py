@@ -23,7 +23,6 @@ from _exports import ensure_export, profile_parser, report_layers, val_images
 
 LAYER_LINE = re.compile(r"^(\S+)\s+(\S+)\s+([\d.]+)ms\s+\|(.*)$")
 KERNEL = re.compile(r"kernel: (\d+) x (\d+)")
-INT8_SCALE_TERM = 8  # Convolution / ConvolutionDepthWise param key of int8_scale_term
 
 
 def build_program(work: Path) -> Path:
@@ -44,7 +43,7 @@ def layer_kinds(param: Path) -> dict[str, str]:
     """Layer name -> "int8" for the convolutions the .param quantizes, "" otherwise."""
     from nanodet_deploy.ncnn_format import read
 
-    return {layer.name: "int8" if layer.int_param(INT8_SCALE_TERM) else "" for layer in read(param).layers}
+    return {layer.name: "int8" if layer.int8 else "" for layer in read(param).layers}
 
 
 def parse(stderr: str, kinds: dict[str, dict[str, str]]):

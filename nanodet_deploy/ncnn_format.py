@@ -30,6 +30,7 @@ WEIGHTLESS = {"Input", "Pooling", "Split", "Concat", "ShuffleChannel", "Slice", 
               "Interp", "BinaryOp", "ReLU", "Eltwise", "Flatten", "Crop", "Softmax", "Noop", "Clip", "Swish",
               "HardSwish", "HardSigmoid", "Squeeze", "ExpandDims", "Dequantize", "Quantize", "Requantize"}
 CONVOLUTIONS = ("Convolution", "ConvolutionDepthWise")
+INT8_SCALE_TERM = 8  # a convolution's param key: non-zero when its weights are INT8 (how many scales: weight_layout)
 
 
 @dataclass
@@ -43,6 +44,11 @@ class Layer:
 
     def int_param(self, key: int, default: int = 0) -> int:
         return int(self.params.get(key, default))
+
+    @property
+    def int8(self) -> bool:
+        """Whether this (convolution) layer has INT8 weights."""
+        return bool(self.int_param(INT8_SCALE_TERM))
 
 
 @dataclass
@@ -136,7 +142,7 @@ def weight_layout(layer: Layer) -> list[tuple[int, bool]]:
     layout = [(weight_size, True)]
     if layer.int_param(5):
         layout.append((num_output, False))
-    int8_scale_term = layer.int_param(8)
+    int8_scale_term = layer.int_param(INT8_SCALE_TERM)
     if int8_scale_term:
         per_channel = num_output if layer.type == "Convolution" else (
             layer.int_param(7, 1) if int8_scale_term in (1, 101) else 1)

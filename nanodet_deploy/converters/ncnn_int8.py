@@ -90,7 +90,7 @@ def write_recipe(model: NcnnModel, original, equalized, recipe) -> dict:
             weights.append((conv.bias.astype(np.float32), False))
         weights += [(ncnn_scales.astype(np.float32), False), (np.array([input_scale], np.float32), False)]
         layer.weights = weights
-        layer.params[8] = "2" if layer.type == "Convolution" else "1"
+        layer.params[ncnn_format.INT8_SCALE_TERM] = "2" if layer.type == "Convolution" else "1"
         assert [len(w) for w, _ in weights] == [n for n, _ in ncnn_format.weight_layout(layer)]
     if unmatched:
         raise ExportError(f"ncnn INT8: no ONNX convolution has the FP32 weights of layer(s) {', '.join(unmatched)}")

@@ -44,12 +44,11 @@ PRECISION_OPTIONS = {
 # a model with INT8 depthwise convolutions (ncnn's own tools', the released one) still runs unpacked. The app
 # applies the same rule (android_demo/core/nanodet_ncnn.cpp).
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
-INT8_SCALE_TERM = 8  # ConvolutionDepthWise's param key: non-zero for INT8 weights
 
 
 def has_int8_depthwise(model) -> bool:
     """Whether an ncnn model (ncnn_format.NcnnModel) has a depthwise convolution with INT8 weights."""
-    return any(layer.type == "ConvolutionDepthWise" and layer.int_param(INT8_SCALE_TERM) for layer in model.layers)
+    return any(layer.type == "ConvolutionDepthWise" and layer.int8 for layer in model.layers)
 
 
 def precision_options(precision: str, machine: str | None = None, int8_depthwise: bool = True) -> dict[str, bool]:
