@@ -61,17 +61,15 @@ def record(folder: Path, rows: list[dict], info: dict) -> Path | None:
     from .files import write_text_atomic
 
     machine, today = machine_key(info), datetime.date.today().isoformat()
-    fp32 = {(r["backend"], r["size"], r["threads"]): r["infer_ms"] for r in rows if r["precision"] == "fp32"}
     new = [{"machine": machine, "backend": r["backend"], "version": backend_version(info, r["backend"]),
             "size": r["size"], "threads": r["threads"], "int8_vs_fp32": r["infer_vs_fp32"],
-            "fp32_ms": fp32[(r["backend"], r["size"], r["threads"])], "int8_ms": r["infer_ms"], "measured": today}
+            "fp32_ms": r["infer_ms"] / r["infer_vs_fp32"], "int8_ms": r["infer_ms"], "measured": today}
            for r in rows if r["precision"] == "int8" and r["infer_vs_fp32"] is not None]
     if not new:
         return None
     path = Path(folder) / TABLE_NAME
     replaced = {(e["machine"], e["backend"], e["size"], e["threads"]) for e in new}
     kept = [e for e in read_entries(path) if (e["machine"], e["backend"], e["size"], e["threads"]) not in replaced]
-
     write_text_atomic(path, json.dumps({"entries": kept + new}, indent=1) + "\n")
     return path
 
